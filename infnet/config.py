@@ -1,0 +1,75 @@
+"""Semantic checks of a composed Hydra config (Hydra itself rejects unknown keys).
+
+``validate`` raises ``ConfigError`` naming the offending key, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+
+METHODS = ("ce", "spen", "tu_gimpel", "seal", "implicit")
+SOLVERS = ("cg", "neumann", "identity", "dense", "unrolled")
+
+
+class ConfigError(ValueError):
+    """A config value that Hydra accepts syntactically but that makes no sense."""
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "method.name": (lambda v: v in METHODS, f"one of {METHODS}"),
+    "method.lr": (_positive, "a positive number"),
+    "method.pretrain_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "method.lr_energy": (_non_negative, "a number >= 0"),
+    "method.inner_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "method.solver": (lambda v: v in SOLVERS, f"one of {SOLVERS}"),
+    "method.iters": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "method.damping": (_non_negative, "a number >= 0"),
+    "method.fallback": (lambda v: v in ("identity", "zero", "raise"), "identity | zero | raise"),
+    "method.outer_loss": (lambda v: v in ("soft_f1", "bce"), "soft_f1 | bce"),
+    "method.loss_net": (lambda v: v in ("nce", "margin"), "nce | margin"),
+    "method.inference_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.energy.label_hidden": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.energy.depth": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "trainer.batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "trainer.device": (lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"), "auto | cpu | cuda[:i]"),
+    "data.dev_fraction": (lambda v: isinstance(v, float) and 0 < v < 1, "a fraction in (0, 1)"),
+}
+
+
+def _lookup(cfg: DictConfig, dotted: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every known key present in ``cfg``; raise ``ConfigError`` on the first bad value."""
+    for key, (ok, allowed) in CHECKS.items():
+        present, value = _lookup(cfg, key)
+        if present and not ok(value):
+            raise ConfigError(f"invalid config value {key}={value!r}: expected {allowed}")
+    if cfg.method.get("pretrain_epochs", 0) >= cfg.trainer.max_epochs:
+        raise ConfigError(
+            f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no main-phase epoch after "
+            f"method.pretrain_epochs={cfg.method.pretrain_epochs}"
+        )

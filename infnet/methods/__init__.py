@@ -1,0 +1,25 @@
+"""Training methods behind one small interface (``infnet.methods.base.Method``)."""
+
+from __future__ import annotations
+
+from infnet.methods.base import Method, MethodContext
+
+
+def build_method(ctx: MethodContext) -> Method:
+    """Instantiate the method named by ``ctx.method.name`` (ce | spen | tu_gimpel | seal | implicit)."""
+    from infnet.methods.ce import CrossEntropy
+    from infnet.methods.implicit import Implicit
+    from infnet.methods.seal import SEAL
+    from infnet.methods.spen import SPEN
+    from infnet.methods.tu_gimpel import TuGimpel
+
+    registry: dict[str, type[Method]] = {
+        c.name: c for c in (CrossEntropy, SPEN, TuGimpel, SEAL, Implicit)
+    }
+    name = ctx.method.name
+    if name not in registry:
+        raise ValueError(f"unknown method.name={name!r}; choose one of {sorted(registry)}")
+    return registry[name](ctx)
+
+
+__all__ = ["Method", "MethodContext", "build_method"]

@@ -1,0 +1,176 @@
+"""The small interface every training method implements, and the pieces they share.
+
+A method owns its networks and optimisers. The training loop (``infnet.train.fit``) calls
+``train_step`` once per mini-batch, ``end_epoch`` once per epoch, ``predict`` for evaluation, and
+``begin_main`` when an energy method finishes its cross-entropy pretraining phase.
+
+Parameter ownership is explicit (DESIGN.md): the inference network ψ, the energy θ and, for
+Tu & Gimpel, the cost-augmented network Φ are separate modules with separate optimisers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from infnet.losses import bce_sum
+from infnet.nets import InferenceNet, MLCEnergy
+
+BatchSampler = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method is built from: sizes, configs, device, and a sampler of random train batches."""
+
+    n_features: int
+    n_labels: int
+    model: DictConfig
+    method: DictConfig
+    device: torch.device
+    sample_train_batch: BatchSampler
+
+
+def adam(module: nn.Module | list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam over the trainable parameters of ``module``."""
+    params = module.parameters() if isinstance(module, nn.Module) else module
+    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None = None) -> None:
+    """Zero grads, backpropagate ``loss`` (scalar), clip the grad norm if asked, and step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+
+
+class Method:
+    """Base: an inference network A_ψ trained by per-label cross-entropy (the ``ce`` behaviour)."""
+
+    name = "ce"
+    uses_energy = False
+
+    def __init__(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        m = ctx.model
+        self.infnet = InferenceNet(ctx.n_features, list(m.hidden), ctx.n_labels, m.dropout).to(ctx.device)
+        self.opt_infnet = adam(self.infnet, ctx.method.lr, ctx.method.weight_decay)
+        self.pretrain_epochs = int(ctx.method.get("pretrain_epochs", 0))
+        self.main = self.pretrain_epochs == 0
+
+    # --- the interface -------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """One update on a batch x (B, D), y (B, L); returns scalar diagnostics."""
+        return self.ce_step(x, y)
+
+    def begin_main(self) -> None:
+        """Called once when pretraining ends (after the dev-best pretrain state was restored)."""
+        self.main = True
+
+    def end_epoch(self) -> dict[str, float]:
+        """Called after every epoch's updates, before evaluation; returns scalar diagnostics."""
+        return {}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Relaxed prediction x (B, D) -> y (B, L) in [0, 1] (eval mode)."""
+        self.infnet.eval()
+        return self.infnet.probs(x)
+
+    def diagnostics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Per-epoch diagnostics on a dev batch x (B, D), y (B, L)."""
+        return {}
+
+    # --- shared pieces -------------------------------------------------------------------------
+    def ce_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """A cross-entropy step on ψ: the ``ce`` method and every energy method's pretraining."""
+        self.infnet.train()
+        loss = bce_sum(self.infnet(x), y)
+        step(self.opt_infnet, loss)
+        return {"loss/ce": float(loss)}
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module whose parameters make up the method's state."""
+        return {"infnet": self.infnet}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser whose state must be checkpointed."""
+        return {"opt_infnet": self.opt_infnet}
+
+    def state_dict(self) -> dict[str, Any]:
+        """A deep copy of all module and optimiser states (for best-model selection and checkpoints)."""
+        state = {k: m.state_dict() for k, m in self.modules().items()}
+        state.update({k: o.state_dict() for k, o in self.optimizers().items()})
+        state["main"] = self.main
+        return copy.deepcopy(state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned; parts absent from ``state`` keep their values."""
+        self.main = bool(state.get("main", self.main))
+        for k, m in self.modules().items():
+            if k in state:
+                m.load_state_dict(state[k])
+        for k, o in self.optimizers().items():
+            if k in state:
+                o.load_state_dict(state[k])
+
+
+class EnergyMethod(Method):
+    """Base of the energy-based methods: CE pretraining, then a frozen feature net F(x) and E_θ.
+
+    After pretraining, F(x) is a frozen copy of the pretrained hidden layers and the energy's local
+    term is initialised from the pretrained head (Tu & Gimpel), so that with the label term off the
+    energy's minimiser is the pretrained prediction.
+    """
+
+    uses_energy = True
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        e = ctx.model.energy
+        self.features = copy.deepcopy(self.infnet.features)
+        self.energy = MLCEnergy(
+            self.infnet.features.out_dim, ctx.n_labels, e.label_hidden, e.depth, e.label_init, e.global_scale
+        ).to(ctx.device)
+        self.opt_energy = adam(self.energy, ctx.method.lr_energy, ctx.method.weight_decay_energy)
+
+    def begin_main(self) -> None:
+        super().begin_main()
+        self.features.load_state_dict(self.infnet.features.state_dict())
+        self.features.eval().requires_grad_(False)
+        self.energy.init_local_from(self.infnet.head)
+        self.opt_energy = adam(self.energy, self.ctx.method.lr_energy, self.ctx.method.weight_decay_energy)
+
+    def feats(self, x: torch.Tensor) -> torch.Tensor:
+        """Frozen features F(x): x (B, D) -> (B, H), no gradient."""
+        with torch.no_grad():
+            return self.features(x)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**super().modules(), "features": self.features, "energy": self.energy}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "opt_energy": self.opt_energy}
+
+    def diagnostics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Label-term vs local-term y-gradient norm ratio and mean E(gold) − E(prediction)."""
+        h = self.feats(x)
+        y_hat = self.predict(x).requires_grad_(True)
+        with torch.enable_grad():
+            (g_local,) = torch.autograd.grad(self.energy.local_energy(h, y_hat).sum(), y_hat)
+            (g_global,) = torch.autograd.grad(self.energy.global_energy(y_hat).sum(), y_hat)
+        with torch.no_grad():
+            gap = (self.energy(h, y) - self.energy(h, y_hat.detach())).mean()
+        return {
+            "energy/grad_ratio_global_local": float(g_global.norm() / g_local.norm().clamp_min(1e-12)),
+            "energy/gold_minus_pred": float(gap),
+        }

@@ -1,0 +1,76 @@
+"""``implicit`` (ours): the energy E_θ is a trainable loss, learned by implicit differentiation.
+
+Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
+``G(ψ, θ) = mean E_θ(x, A_ψ(x)) + lam · BCE(A_ψ(x), y)`` over training batches.
+Outer problem (θ): after every T inner steps, θ takes one Adam step along the hypergradient of the
+task objective ``F(ψ*(θ))`` (``outer_loss``: ``soft_f1`` or ``bce``) on a *different* random training
+batch, computed by ``infnet.implicit.hypergrad`` at the current ψ with the inner batch's G.
+``freeze_energy=true`` is the control: θ stays at its initialisation (no outer steps).
+
+The hypergradient is taken with the inference network in eval mode (no dropout) so that G is a
+deterministic function of ψ; the inner steps themselves use dropout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call
+
+from infnet.implicit import hypergrad
+from infnet.losses import bce_prob_sum, bce_sum, soft_f1_loss
+from infnet.methods.base import EnergyMethod, MethodContext, step
+
+OUTER_LOSSES = {"soft_f1": soft_f1_loss, "bce": bce_prob_sum}
+
+
+class Implicit(EnergyMethod):
+    name = "implicit"
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.inner_count = 0
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        m = self.ctx.method
+        h = self.feats(x)
+        self.infnet.train()
+        logits = self.infnet(x)
+        e = self.energy(h, torch.sigmoid(logits)).mean()
+        ce = bce_sum(logits, y)
+        step(self.opt_infnet, e + m.lam * ce, m.grad_clip)
+        stats = {"loss/inner": float(e + m.lam * ce), "loss/ce": float(ce), "energy/inference_net": float(e)}
+        self.inner_count += 1
+        if not m.freeze_energy and self.inner_count % m.inner_steps == 0:
+            stats.update(self.outer_step(x, y, h))
+        return stats
+
+    def outer_step(self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor) -> dict[str, float]:
+        """One θ update from the implicit hypergradient; returns loss and solver diagnostics."""
+        m = self.ctx.method
+        x_out, y_out = self.ctx.sample_train_batch()
+        outer_fn = OUTER_LOSSES[m.outer_loss]
+        net, energy = self.infnet, self.energy
+
+        def inner_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
+            logits = functional_call(net, psi, (x,))
+            return functional_call(energy, theta, (h, torch.sigmoid(logits))).mean() + m.lam * bce_sum(logits, y)
+
+        def outer_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
+            return outer_fn(torch.sigmoid(functional_call(net, psi, (x_out,))), y_out)
+
+        psi = {k: p.detach() for k, p in net.named_parameters()}
+        theta = {k: p.detach() for k, p in energy.named_parameters()}
+        net.eval()
+        grads, info = hypergrad(
+            inner_loss, outer_loss, psi, theta,
+            solver=m.solver, iters=m.iters, damping=m.damping, tol=m.tol, alpha=m.alpha, fallback=m.fallback,
+        )
+        net.train()
+        self.opt_energy.zero_grad(set_to_none=True)
+        for k, p in energy.named_parameters():
+            p.grad = grads[k]
+        norm = torch.nn.utils.clip_grad_norm_(list(energy.parameters()), m.outer_grad_clip or float("inf"))
+        self.opt_energy.step()
+        with torch.no_grad():
+            outer = float(outer_loss(psi, theta))
+        return {"loss/outer": outer, "hypergrad/norm": float(norm), **info.as_metrics("solver/")}

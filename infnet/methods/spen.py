@@ -1,0 +1,41 @@
+"""``spen``: a structured prediction energy network with gradient-based inference (Belanger & McCallum).
+
+θ is trained with the margin-rescaled structured hinge; the cost-augmented output
+``argmin_y E(x, y) − Δ(y, y*)`` and the prediction ``argmin_y E(x, y)`` are both found by entropic
+mirror descent (``infnet.inference.gbi``) started from the local term's minimiser.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from infnet.inference import mirror_descent
+from infnet.losses import margin_rescaled_hinge, squared_l2_cost
+from infnet.methods.base import EnergyMethod, step
+
+
+class SPEN(EnergyMethod):
+    name = "spen"
+
+    def infer(self, h: torch.Tensor, y_gold: torch.Tensor | None = None) -> torch.Tensor:
+        """GBI on E(h, ·) (minus Δ to ``y_gold`` when given): h (B, H) -> y (B, L)."""
+        m = self.ctx.method
+
+        def objective(y: torch.Tensor) -> torch.Tensor:
+            e = self.energy(h, y)
+            return e if y_gold is None else e - squared_l2_cost(y, y_gold)
+
+        z0 = self.energy.local(h).detach()
+        return mirror_descent(objective, z0, m.inference_steps, m.inference_lr, m.entropy).y
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        h = self.feats(x)
+        y_aug = self.infer(h, y)
+        e_pred, e_gold = self.energy(h, y_aug), self.energy(h, y)
+        hinge = margin_rescaled_hinge(e_pred, e_gold, squared_l2_cost(y_aug, y))
+        step(self.opt_energy, hinge, self.ctx.method.grad_clip)
+        return {"loss/hinge": float(hinge), "energy/gold": float(e_gold.mean()), "energy/cost_aug": float(e_pred.mean())}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.infer(self.feats(x))

@@ -1,0 +1,127 @@
+"""MLflow helpers: one run per training run, params logged once, metrics per epoch, artifacts.
+
+Uses ``mlflow.MlflowClient`` (explicit run ids, no global "active run"), so the same code works in
+the CLI process and inside Ray Tune workers. MLflow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def resolve_uri(uri: str | None, base_dir: str | os.PathLike | None = None) -> str:
+    """The tracking URI to use: ``None`` means a SQLite store ``mlflow.db`` in ``base_dir`` (default cwd).
+
+    Relative ``sqlite:///x.db`` and plain paths are made absolute, because Ray Tune changes the
+    working directory of trials.
+    """
+    base = Path(base_dir or os.getcwd()).resolve()
+    if uri is None or uri == "":
+        return f"sqlite:///{base / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(base / uri.removeprefix('sqlite:///')).resolve()}"
+    if "://" not in uri and not uri.startswith("file:"):
+        return (base / uri).resolve().as_uri()
+    return uri
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> ``{"a.b.c": "value"}`` with values as strings (MLflow params)."""
+    out: dict[str, str] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
+    return out
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create (or find) experiment ``name`` in the store at ``uri``; returns its id.
+
+    Call it once from the driver before concurrent writers appear (a fresh SQLite store migrates
+    its schema on first contact).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp is not None else client.create_experiment(name)
+
+
+class RunLogger:
+    """A single MLflow run: ``log_metrics`` per step, ``log_dict``/``log_file`` artifacts, ``end``."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        import mlflow
+
+        self.client = mlflow.MlflowClient(uri)
+        self.uri = uri
+        if run_id is not None:
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        exp_id = ensure_experiment(uri, experiment)
+        run = self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
+        self.run_id = run.info.run_id
+        if params:
+            self.log_params(params)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log a flat or nested mapping of params once (batched)."""
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        items = [Param(k, v[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log finite scalar metrics at ``step`` (batched); non-finite values are skipped."""
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if math.isfinite(float(v))]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 500])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_dict(self, obj: Any, name: str) -> None:
+        """Store ``obj`` as a JSON or YAML artifact called ``name``."""
+        self.client.log_dict(self.run_id, obj, name)
+
+    def log_file(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_torch(self, obj: Any, name: str) -> None:
+        """Save ``obj`` with ``torch.save`` and store it as artifact ``name``."""
+        import torch
+
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / name
+            torch.save(obj, path)
+            self.log_file(path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Close the run with ``FINISHED`` | ``FAILED`` | ``KILLED``."""
+        self.client.set_terminated(self.run_id, status)

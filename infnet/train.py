@@ -1,0 +1,153 @@
+"""``python -m infnet.train``: one training run (the same function Ray Tune runs as a trial).
+
+Examples::
+
+    python -m infnet.train                                   # synthetic data, implicit method
+    python -m infnet.train data=bibtex data.root=../shared/data/mulan/bibtex method=ce
+    python -m infnet.train method=implicit method.solver=neumann method.iters=5 trainer.seed=1
+
+Progress goes to stderr; the last stdout line is one JSON object with the run's results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from infnet.config import validate
+from infnet.data import load_mlc
+from infnet.data.types import MLCDataset
+from infnet.loop import LoopState, fit, test_metrics
+from infnet.methods import MethodContext, build_method
+
+log = logging.getLogger("infnet.train")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_sampler(data: MLCDataset, batch_size: int, seed: int, device: torch.device) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A sampler of random training batches (x (B, D), y (B, L)) with its own seeded generator."""
+    rng = np.random.default_rng([seed, 7919])
+
+    def sample() -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = data.train.batch(rng.choice(len(data.train), size=min(batch_size, len(data.train)), replace=False))
+        return x.to(device), y.to(device)
+
+    return sample
+
+
+def progress_line(epoch: int, max_epochs: int, metrics: dict[str, float]) -> str:
+    phase = "main" if metrics.get("phase_main") else "pretrain"
+    losses = " ".join(f"{k.removeprefix('train/loss/')}={v:.4g}" for k, v in metrics.items() if k.startswith("train/loss/"))
+    return (
+        f"[epoch {epoch + 1}/{max_epochs} {phase}] {losses} dev_f1={100 * metrics['dev/f1']:.2f} "
+        f"(best {100 * metrics['dev/best_f1']:.2f}) thr={metrics['dev/threshold']:.3f} {metrics['epoch_seconds']:.1f}s"
+    )
+
+
+def run_training(
+    cfg: DictConfig,
+    data: MLCDataset | None = None,
+    on_epoch: Callable[[int, dict[str, float], LoopState], None] | None = None,
+    state: LoopState | None = None,
+    run_logger: Any | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Train, select on dev, evaluate on test; log to ``run_logger`` (an MLflow ``RunLogger``) if given.
+
+    Returns the result dict (also the JSON line of the CLI). Raises ``TrainingDiverged`` on NaN.
+    """
+    validate(cfg)
+    t = cfg.trainer
+    seed_everything(t.seed)
+    if t.get("num_threads"):
+        torch.set_num_threads(int(t.num_threads))
+    device = pick_device(t.device)
+    data = data if data is not None else load_mlc(cfg.data)
+    ctx = MethodContext(data.n_features, data.n_labels, cfg.model, cfg.method, device, make_sampler(data, t.batch_size, t.seed, device))
+    method = build_method(ctx)
+
+    def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
+        if verbose:
+            print(progress_line(epoch, t.max_epochs, metrics), file=sys.stderr, flush=True)
+        if run_logger is not None:
+            run_logger.log_metrics(metrics, step=epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics, st)
+
+    state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook)
+    result: dict[str, Any] = {
+        "method": cfg.method.name,
+        "data": data.name,
+        "seed": int(t.seed),
+        "dev_f1": 100 * state.best_dev_f1,
+        "threshold": state.best_threshold,
+        "best_epoch": state.best_epoch,
+        "epochs": state.epoch,
+        "train_seconds": state.train_seconds,
+        "device": str(device),
+    }
+    test = test_metrics(method, data, state, device)
+    result.update({"test_f1": 100 * test["test/f1"], "test_f1_at_0.5": 100 * test["test/f1_at_0.5"]})
+    if run_logger is not None:
+        run_logger.log_metrics({**test, "best/dev_f1": state.best_dev_f1, "train_seconds": state.train_seconds}, step=state.epoch)
+        run_logger.log_dict(state.history, "history.json")
+        if cfg.tracking.get("log_model", True):
+            run_logger.log_torch(state.best_state, "best_model.pt")
+    return result
+
+
+def main_with_tracking(cfg: DictConfig) -> dict[str, Any]:
+    """Run ``run_training`` inside an MLflow run (``tracking.uri``/``tracking.experiment``)."""
+    from infnet.tracking import RunLogger, resolve_uri
+
+    validate(cfg)
+    uri = resolve_uri(cfg.tracking.uri)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    logger = RunLogger(
+        uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name or f"{cfg.method.name}-{cfg.data.name}-s{cfg.trainer.seed}",
+        params=container, tags={"infnet.method": cfg.method.name, "infnet.data": cfg.data.name, "infnet.entry": "train"},
+    )
+    logger.log_dict(container, "config.yaml")
+    try:
+        result = run_training(cfg, run_logger=logger)
+    except BaseException:
+        logger.end("FAILED")
+        raise
+    logger.end("FINISHED")
+    return {**result, "mlflow_run_id": logger.run_id, "mlflow_tracking_uri": uri}
+
+
+def _hydra_entry() -> None:
+    import hydra
+
+    @hydra.main(config_path="conf", config_name="config", version_base="1.3")
+    def _main(cfg: DictConfig) -> None:
+        logging.basicConfig(level=logging.WARNING)
+        result = main_with_tracking(cfg)
+        print(json.dumps(result), flush=True)
+
+    _main()
+
+
+if __name__ == "__main__":
+    _hydra_entry()
