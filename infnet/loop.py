@@ -90,15 +90,15 @@ def fit(
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(data.train))
         sums: dict[str, float] = defaultdict(float)
-        n_batches = 0
+        counts: dict[str, int] = defaultdict(int)
         for b in range(0, len(order), batch_size):
             x, y = data.train.batch(order[b : b + batch_size])
             x, y = x.to(device), y.to(device)
             stats = method.train_step(x, y) if method.main else method.ce_step(x, y)
             for k, v in stats.items():
                 sums[k] += v
-            n_batches += 1
-        metrics = {f"train/{k}": v / n_batches for k, v in sums.items()}
+                counts[k] += 1
+        metrics = {f"train/{k}": v / counts[k] for k, v in sums.items()}  # mean over batches reporting k
         _check_finite({k.removeprefix("train/"): v for k, v in metrics.items()}, epoch)
         if method.main:
             metrics.update({f"train/{k}": v for k, v in method.end_epoch().items()})

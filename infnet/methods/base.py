@@ -96,7 +96,7 @@ class Method:
         self.infnet.train()
         loss = bce_sum(self.infnet(x), y)
         step(self.opt_infnet, loss)
-        return {"loss/ce": float(loss)}
+        return {"loss/ce": loss.item()}
 
     def modules(self) -> dict[str, nn.Module]:
         """Every module whose parameters make up the method's state."""
@@ -172,5 +172,5 @@ class EnergyMethod(Method):
             gap = (self.energy(h, y) - self.energy(h, y_hat.detach())).mean()
         return {
             "energy/grad_ratio_global_local": float(g_global.norm() / g_local.norm().clamp_min(1e-12)),
-            "energy/gold_minus_pred": float(gap),
+            "energy/gold_minus_pred": gap.item(),
         }

@@ -38,7 +38,7 @@ class Implicit(EnergyMethod):
         e = self.energy(h, torch.sigmoid(logits)).mean()
         ce = bce_sum(logits, y)
         step(self.opt_infnet, e + m.lam * ce, m.grad_clip)
-        stats = {"loss/inner": float(e + m.lam * ce), "loss/ce": float(ce), "energy/inference_net": float(e)}
+        stats = {"loss/inner": (e + m.lam * ce).item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
         self.inner_count += 1
         if not m.freeze_energy and self.inner_count % m.inner_steps == 0:
             stats.update(self.outer_step(x, y, h))
@@ -73,4 +73,4 @@ class Implicit(EnergyMethod):
         self.opt_energy.step()
         with torch.no_grad():
             outer = float(outer_loss(psi, theta))
-        return {"loss/outer": outer, "hypergrad/norm": float(norm), **info.as_metrics("solver/")}
+        return {"loss/outer": outer, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}

@@ -46,4 +46,4 @@ class SEAL(EnergyMethod):
         ce = bce_sum(logits, y)
         e_task = self.energy(h, torch.sigmoid(logits)).mean()
         step(self.opt_infnet, ce + m.lam * e_task, m.grad_clip)
-        return {"loss/loss_net": float(loss_net), "loss/ce": float(ce), "energy/task_net": float(e_task)}
+        return {"loss/loss_net": loss_net.item(), "loss/ce": ce.item(), "energy/task_net": e_task.item()}

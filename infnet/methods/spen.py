@@ -34,7 +34,7 @@ class SPEN(EnergyMethod):
         e_pred, e_gold = self.energy(h, y_aug), self.energy(h, y)
         hinge = margin_rescaled_hinge(e_pred, e_gold, squared_l2_cost(y_aug, y))
         step(self.opt_energy, hinge, self.ctx.method.grad_clip)
-        return {"loss/hinge": float(hinge), "energy/gold": float(e_gold.mean()), "energy/cost_aug": float(e_pred.mean())}
+        return {"loss/hinge": hinge.item(), "energy/gold": e_gold.mean().item(), "energy/cost_aug": e_pred.mean().item()}
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

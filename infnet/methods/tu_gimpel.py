@@ -62,10 +62,10 @@ class TuGimpel(EnergyMethod):
         perceptron = margin_rescaled_hinge(self.energy(h, y_test), e_gold, torch.zeros_like(e_gold))
         step(self.opt_energy, hinge + m.lam * perceptron, m.grad_clip)
         return {
-            "loss/hinge": float(hinge),
-            "loss/perceptron": float(perceptron),
-            "energy/gold": float(e_gold.mean()),
-            "energy/test_net": float(e_test),
+            "loss/hinge": hinge.item(),
+            "loss/perceptron": perceptron.item(),
+            "energy/gold": e_gold.mean().item(),
+            "energy/test_net": e_test.item(),
         }
 
     def end_epoch(self) -> dict[str, float]:
@@ -82,7 +82,7 @@ class TuGimpel(EnergyMethod):
             y_hat = net.probs(x)
             loss = self.energy(self.feats(x), y_hat).mean() + m.entropy * bernoulli_entropy(y_hat)
             step(opt, loss)
-            total += float(loss)
+            total += loss.item()
         return {"loss/retune": total / m.retune_steps}
 
     @torch.no_grad()

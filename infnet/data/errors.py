@@ -1,0 +1,34 @@
+"""Exceptions raised by :mod:`infnet.data`; every message names the file (or URL) involved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(Exception):
+    """Base class of all data-loading errors."""
+
+
+class DataFormatError(DataError, ValueError):
+    """A data file is malformed; the message reads ``<file>:<line>: <what is wrong>``.
+
+    ``line`` is 1-based, or None for a problem that belongs to the whole file.
+    """
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A required data file does not exist."""
+
+
+class DataConfigError(DataError, ValueError):
+    """The data configuration passed to :func:`infnet.data.load_mlc` is invalid."""
+
+
+class DataDownloadError(DataError, OSError):
+    """A download failed (network, HTTP error or checksum mismatch)."""

@@ -1,0 +1,217 @@
+"""Safeguards of infnet.implicit.hypergrad: each failure mode is reported in ``info``."""
+
+import math
+
+import pytest
+import torch
+
+from infnet.implicit import HypergradError, hypergrad
+
+DT = torch.float64
+
+
+def _t(values, dtype=DT):
+    return torch.tensor(values, dtype=dtype)
+
+
+def saddle_inner(psi, th):
+    """G = ½x₀² − ½x₁² + wᵀx: H = diag(1, −1), ∂²G/∂w∂x = I."""
+    x = psi["x"]
+    return 0.5 * x[0] ** 2 - 0.5 * x[1] ** 2 + th["w"] @ x
+
+
+def linear_outer(psi, th):
+    """F = 2x₀ + x₁, so ∂F/∂x = (2, 1)."""
+    return 2 * psi["x"][0] + psi["x"][1]
+
+
+def test_negative_curvature_later_iteration_returns_cg_iterate():
+    grads, info = hypergrad(saddle_inner, linear_outer, {"x": _t([0.0, 0.0])}, {"w": _t([0.0, 0.0])}, solver="cg")
+    assert info.negative_curvature and info.iterations == 1 and info.fallback is None and not info.converged
+    torch.testing.assert_close(grads["w"], -_t([10 / 3, 5 / 3]), rtol=1e-14, atol=0)  # −u after one CG step
+
+
+def test_negative_curvature_first_iteration_identity_on_concave_inner():
+    def concave(psi, th):
+        return -0.5 * (psi["x"] ** 2).sum() + th["w"] @ psi["x"] + torch.cos(psi["x"]).sum()
+
+    grads, info = hypergrad(concave, linear_outer, {"x": _t([0.1, -0.2])}, {"w": _t([1.0, 2.0])}, solver="cg", alpha=0.5)
+    assert info.negative_curvature and info.iterations == 0 and info.hvp_calls == 1
+    assert info.fallback is not None and "negative curvature" in info.fallback and not info.converged
+    torch.testing.assert_close(grads["w"], -0.5 * _t([2.0, 1.0]), rtol=1e-14, atol=0)
+    assert info.as_metrics()["hypergrad/negative_curvature"] == 1.0
+
+
+def quad_inner(psi, th):
+    """G = ½ xᵀ diag(1, 4) x − wᵀx."""
+    return 0.5 * (_t([1.0, 4.0]) * psi["x"] ** 2).sum() - th["w"] @ psi["x"]
+
+
+def sq_outer(psi, th):
+    return ((psi["x"] - 1.0) ** 2).sum()
+
+
+QUAD_ARGS = (quad_inner, sq_outer, {"x": _t([0.5, 0.5])}, {"w": _t([0.5, 2.0])})
+
+
+def test_neumann_divergence_falls_back_to_identity():
+    grads, info = hypergrad(*QUAD_ARGS, solver="neumann", iters=50, alpha=0.7)  # |1 − 0.7·4| = 1.8
+    assert info.diverged and not info.converged and 0 < info.iterations < 50
+    assert "diverged" in info.fallback and "identity approximation (alpha=0.7)" in info.fallback
+    torch.testing.assert_close(grads["w"], 0.7 * 2 * (_t([0.5, 0.5]) - 1.0), rtol=1e-14, atol=0)  # u = α ∂F/∂x
+    good, ginfo = hypergrad(*QUAD_ARGS, solver="neumann", iters=60, alpha=0.45)  # |1 − 0.45·4| = 0.8
+    assert not ginfo.diverged and ginfo.fallback is None and ginfo.converged
+    lam = _t([1.0, 4.0])  # K = 60 terms: u = (1 − (1 − αλ)^{K+1}) / λ · ∂F/∂x
+    torch.testing.assert_close(good["w"], 2 * (_t([0.5, 0.5]) - 1.0) * (1 - (1 - 0.45 * lam) ** 61) / lam, rtol=1e-12, atol=0)
+
+
+def test_neumann_divergence_raise_and_zero():
+    with pytest.raises(HypergradError, match="diverged"):
+        hypergrad(*QUAD_ARGS, solver="neumann", iters=50, alpha=0.7, fallback="raise")
+    grads, info = hypergrad(*QUAD_ARGS, solver="neumann", iters=50, alpha=0.7, fallback="zero")
+    assert torch.equal(grads["w"], torch.zeros(2, dtype=DT)) and "zero gradient" in info.fallback
+
+
+def singular_inner(psi, th):
+    """The Hessian of |x|^1.5 is infinite at x = 0 while G, ∇G and ∂²G/∂w∂x stay finite.
+
+    With w = (0, −2.5), x = (0, 1) is the exact minimiser (gradient descent stays there).
+    """
+    x = psi["x"]
+    return 0.5 * (x**2).sum() + th["w"] @ x + (x.abs() ** 1.5).sum()
+
+
+SINGULAR_ARGS = (singular_inner, sq_outer, {"x": _t([0.0, 1.0])}, {"w": _t([0.0, -2.5])})
+
+
+@pytest.mark.parametrize("solver", ["cg", "dense"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_non_finite_solution_identity_fallback(solver, mode):
+    grads, info = hypergrad(*SINGULAR_ARGS, solver=solver, hvp_mode=mode)
+    assert info.fallback.startswith(f"non-finite {solver} solution") and "identity" in info.fallback
+    assert not info.converged
+    torch.testing.assert_close(grads["w"], -2 * (_t([0.0, 1.0]) - 1.0), rtol=0, atol=0)  # −I · ∂F/∂x
+    assert torch.isfinite(grads["w"]).all()
+
+
+def test_non_finite_solution_zero_and_raise():
+    grads, info = hypergrad(*SINGULAR_ARGS, solver="cg", fallback="zero")
+    assert torch.equal(grads["w"], torch.zeros(2, dtype=DT))
+    assert info.fallback == "non-finite cg solution; zero gradient returned"
+    with pytest.raises(HypergradError, match="non-finite cg solution"):
+        hypergrad(*SINGULAR_ARGS, solver="cg", fallback="raise")
+
+
+def test_non_finite_gradient_where_identity_cannot_help_returns_reported_zeros():
+    def outer_sqrt(psi, th):  # ∂F/∂θ = ∞ at θ₀ = 0
+        return sq_outer(psi, th) + torch.sqrt(th["w"][0].abs())
+
+    args = (quad_inner, outer_sqrt, {"x": _t([0.5, 0.5])}, {"w": _t([0.0, 2.0])})
+    grads, info = hypergrad(*args, solver="cg")
+    assert torch.equal(grads["w"], torch.zeros(2, dtype=DT))
+    assert info.fallback == "non-finite cg hypergradient; identity fallback also non-finite; zero gradient returned"
+    with pytest.raises(HypergradError, match="non-finite cg hypergradient"):
+        hypergrad(*args, solver="cg", fallback="raise")
+
+
+def test_non_finite_unrolled_gradient_falls_back():
+    grads, info = hypergrad(*SINGULAR_ARGS, solver="unrolled", iters=3, alpha=0.1)
+    assert info.fallback.startswith("non-finite unrolled hypergradient") and "identity" in info.fallback
+    torch.testing.assert_close(grads["w"], -0.1 * 2 * (_t([0.0, 1.0]) - 1.0), rtol=0, atol=0)  # u = α ∂F/∂x
+
+
+@pytest.mark.parametrize("solver", ["cg", "neumann", "dense", "identity", "unrolled"])
+def test_float32(solver):
+    args32 = (quad_inner_any, sq_outer, {"x": _t([0.5, 0.5], torch.float32)}, {"w": _t([0.5, 2.0], torch.float32)})
+    grads, info = hypergrad(*args32, solver=solver, iters=60, alpha=0.45 if solver != "identity" else None)
+    assert grads["w"].dtype == torch.float32 and info.fallback is None
+    # dF/dw = u with ∂F/∂x = 2(x − 1) and H = diag(1, 4); x = (0.5, 0.5) is the inner optimum
+    expected = {
+        "identity": 2 * (_t([0.5, 0.5]) - 1.0),  # α = 1
+        "unrolled": 2 * (_t([0.5, 0.5]) - 1.0) * (1 - (1 - 0.45 * _t([1.0, 4.0])) ** 60) / _t([1.0, 4.0]),
+    }.get(solver, 2 * (_t([0.5, 0.5]) - 1.0) / _t([1.0, 4.0]))
+    torch.testing.assert_close(grads["w"].double(), expected, rtol=1e-5, atol=0)
+
+
+def quad_inner_any(psi, th):
+    """``quad_inner`` in the dtype of ψ."""
+    return 0.5 * (torch.tensor([1.0, 4.0], dtype=psi["x"].dtype) * psi["x"] ** 2).sum() - th["w"] @ psi["x"]
+
+
+@pytest.mark.parametrize("solver", ["cg", "neumann", "dense", "identity", "unrolled"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_zero_dim_parameters(solver, mode):
+    """G = ½ e^t p² − sin(t) p ⇒ p* = sin(t) e^{−t}; F = p² + t ⇒ dF/dt = 2p* dp*/dt + 1."""
+    t = 0.3
+    p_star = math.sin(t) * math.exp(-t)
+    expected = 2 * p_star * (math.cos(t) - math.sin(t)) * math.exp(-t) + 1
+
+    def inner(psi, th):
+        return 0.5 * torch.exp(th["t"]) * psi["p"] ** 2 - torch.sin(th["t"]) * psi["p"]
+
+    def outer(psi, th):
+        return psi["p"] ** 2 + th["t"]
+
+    alpha = math.exp(-t)  # identity is exact: H = e^t
+    grads, info = hypergrad(
+        inner, outer, {"p": _t(p_star)}, {"t": _t(t)}, solver=solver, iters=200 if solver == "unrolled" else 5,
+        alpha=alpha if solver == "identity" else None, hvp_mode=mode,
+    )
+    assert grads["t"].shape == () and info.fallback is None
+    assert float(grads["t"]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_detached_outer_parameter_is_reported_not_hidden():
+    def inner(psi, th):  # θ['b'] is (wrongly) detached: no gradient can flow to it
+        return ((psi["x"] - th["a"] - th["b"].detach()) ** 2).sum()
+
+    grads, info = hypergrad(inner, sq_outer, {"x": _t([1.0, 2.0])}, {"a": _t([1.0, 2.0]), "b": _t([0.0, 0.0])})
+    assert info.unused_outer == ("b",) and torch.equal(grads["b"], torch.zeros(2, dtype=DT))
+    torch.testing.assert_close(grads["a"], 2 * (_t([1.0, 2.0]) - 1.0), rtol=1e-12, atol=0)
+    assert info.as_metrics()["hypergrad/unused_outer"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        (dict(solver="lu"), ValueError),
+        (dict(fallback="ignore"), ValueError),
+        (dict(hvp_mode="sideways"), ValueError),
+        (dict(damping=-1.0), ValueError),
+        (dict(iters=-1), ValueError),
+        (dict(alpha=0.0), ValueError),
+    ],
+)
+def test_invalid_arguments(kwargs, error):
+    with pytest.raises(error):
+        hypergrad(*QUAD_ARGS, **kwargs)
+
+
+def test_invalid_params_and_losses():
+    with pytest.raises(TypeError, match="floating-point"):
+        hypergrad(quad_inner, sq_outer, {"x": torch.tensor([1, 2])}, {"w": _t([0.5, 2.0])})
+    with pytest.raises(TypeError, match="non-empty"):
+        hypergrad(quad_inner, sq_outer, {"x": _t([0.5, 0.5])}, {})
+    with pytest.raises(ValueError, match="outer_loss must return a scalar"):
+        hypergrad(quad_inner, lambda p, t: p["x"], {"x": _t([0.5, 0.5])}, {"w": _t([0.5, 2.0])})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("solver", ["cg", "neumann", "dense", "identity", "unrolled"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_cuda_matches_cpu(solver, mode):
+    def inner(psi, th):
+        w = torch.ones(2, dtype=psi["x"].dtype, device=psi["x"].device)
+        return 0.5 * ((w + th["s"] ** 2) * psi["x"] ** 2).sum() - th["w"] @ psi["x"]
+
+    def run(device):
+        args = (inner, sq_outer, {"x": _t([0.5, 0.5]).to(device)}, {"w": _t([0.5, 2.0]).to(device), "s": _t(0.3).to(device)})
+        return hypergrad(*args, solver=solver, iters=30, alpha=0.5 if solver != "identity" else None, hvp_mode=mode)
+
+    cpu, _ = run("cpu")
+    gpu, info = run("cuda")
+    assert info.fallback is None
+    for k in cpu:
+        assert gpu[k].device.type == "cuda"
+        torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=1e-12, atol=1e-14)
