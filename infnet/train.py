@@ -116,8 +116,11 @@ def run_training(
     return result
 
 
-def main_with_tracking(cfg: DictConfig) -> dict[str, Any]:
-    """Run ``run_training`` inside an MLflow run (``tracking.uri``/``tracking.experiment``)."""
+def main_with_tracking(cfg: DictConfig, data: MLCDataset | None = None) -> dict[str, Any]:
+    """Run ``run_training`` inside an MLflow run (``tracking.uri``/``tracking.experiment``).
+
+    The run ends ``FINISHED``, or ``FAILED`` (and the exception propagates) if training raised.
+    """
     from infnet.tracking import RunLogger, resolve_uri
 
     validate(cfg)
@@ -129,7 +132,7 @@ def main_with_tracking(cfg: DictConfig) -> dict[str, Any]:
     )
     logger.log_dict(container, "config.yaml")
     try:
-        result = run_training(cfg, run_logger=logger)
+        result = run_training(cfg, data=data, run_logger=logger)
     except BaseException:
         logger.end("FAILED")
         raise

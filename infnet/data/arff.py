@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 
@@ -71,7 +71,7 @@ def read_arff(path: str | Path) -> ArffData:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"ARFF file not found: {path}")
-    with path.open(encoding="utf-8-sig") as handle:
+    with path.open("rb") as handle:
         lines = _Lines(handle, path)
         relation, attributes = _read_header(lines)
         builder = _CsrBuilder(attributes, path)
@@ -81,25 +81,23 @@ def read_arff(path: str | Path) -> ArffData:
 
 
 class _Lines:
-    """Numbered text lines of an open file; remembers whether the latest line ended with a newline."""
+    """Numbered, stripped UTF-8 lines of a binary file; remembers whether the latest ended with a newline."""
 
-    def __init__(self, handle: TextIO, path: Path) -> None:
+    def __init__(self, handle: BinaryIO, path: Path) -> None:
         self.path = path
         self.number = 0
         self.complete = True
         self._handle = handle
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        while True:
-            try:
-                raw = self._handle.readline()
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(self.path, self.number + 1, f"not valid UTF-8 text ({exc.reason})") from exc
-            if not raw:
-                return
+        for raw in self._handle:
             self.number += 1
-            self.complete = raw.endswith("\n")
-            yield self.number, raw.strip()
+            self.complete = raw.endswith(b"\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(self.path, self.number, f"not valid UTF-8 text ({exc.reason})") from exc
+            yield self.number, (text.removeprefix("\ufeff") if self.number == 1 else text).strip()
 
     def fail(self, message: str, in_row: bool = False) -> NoReturn:
         """Raise a DataFormatError at the current line (noting truncation if a row is cut off by EOF)."""

@@ -85,7 +85,9 @@ class HVPOperator:
         calls: number of Hessian-vector products computed so far (``hvp`` and ``matvec``).
     """
 
-    def __init__(self, inner_loss: Loss, psi: Tree, theta: Tree, *, mode: str = DEFAULT_HVP_MODE, damping: float = 0.0):
+    def __init__(
+        self, inner_loss: Loss, psi: Tree, theta: Tree, *, mode: str = DEFAULT_HVP_MODE, damping: float = 0.0
+    ) -> None:
         if mode not in HVP_MODES:
             raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {mode!r}")
         self.mode, self.damping, self.calls = mode, float(damping), 0
@@ -103,9 +105,7 @@ class HVPOperator:
     def hvp(self, v: Mapping[str, Tensor]) -> Tree:
         """``(∂²G/∂ψ∂ψ) v``; ``v`` and the result are shaped like ψ."""
         self.calls += 1
-        if self.mode == "reverse":
-            return fill_zeros(grads_or_none(self._g, self._psi, [v[k] for k in self._psi], retain_graph=True), self._psi)
-        return self._forward_over_reverse(0, v)
+        return self._reverse(self._psi, v) if self.mode == "reverse" else self._forward_over_reverse(0, v)
 
     def matvec(self, v: Mapping[str, Tensor]) -> Tree:
         """``(∂²G/∂ψ∂ψ + ρI) v``; ``v`` and the result are shaped like ψ."""
@@ -114,13 +114,16 @@ class HVPOperator:
 
     def mixed(self, u: Mapping[str, Tensor]) -> Tree:
         """``(∂²G/∂θ∂ψ) u``; ``u`` shaped like ψ, result shaped like θ (zeros where G ignores θ)."""
-        if self.mode == "reverse":
-            return fill_zeros(grads_or_none(self._g, self._theta, [u[k] for k in self._psi], retain_graph=True), self._theta)
-        return self._forward_over_reverse(1, u)
+        return self._reverse(self._theta, u) if self.mode == "reverse" else self._forward_over_reverse(1, u)
+
+    def _reverse(self, inputs: Tree, v: Mapping[str, Tensor]) -> Tree:
+        """``∂(gᵀv)/∂inputs`` on the stored graph of g = ∇_ψ G (kept for the next product)."""
+        return fill_zeros(grads_or_none(self._g, inputs, [v[k] for k in self._psi], retain_graph=True), inputs)
 
     def _forward_over_reverse(self, argnum: int, tangent: Mapping[str, Tensor]) -> Tree:
         """Directional derivative along ψ-tangent of ``∇_{arg} G`` (arg 0 = ψ, 1 = θ)."""
-        grad_fn = torch.func.grad(lambda p, t: scalar_loss(self._inner_loss(p, t), "inner_loss"), argnums=argnum)
+        loss = lambda p, t: scalar_loss(self._inner_loss(p, t), "inner_loss")  # noqa: E731
+        grad_fn = torch.func.grad(loss, argnums=argnum)
         psi = {k: v.detach() for k, v in self._psi.items()}
         theta = {k: v.detach() for k, v in self._theta.items()}
         tangent = {k: tangent[k] for k in psi}

@@ -95,7 +95,9 @@ class HypergradInfo:
 class _Implicit:
     """The pieces of the implicit formula at (ψ, θ): ∂F/∂ψ (``rhs``), ∂F/∂θ and the HVP operator."""
 
-    def __init__(self, inner_loss: Loss, outer_loss: Loss, psi: Tree, theta: Tree, hvp_mode: str, damping: float):
+    def __init__(
+        self, inner_loss: Loss, outer_loss: Loss, psi: Tree, theta: Tree, hvp_mode: str, damping: float
+    ) -> None:
         loss = scalar_loss(outer_loss(psi, theta), "outer_loss")
         both = {**{("psi", k): v for k, v in psi.items()}, **{("theta", k): v for k, v in theta.items()}}
         grads = grads_or_none([loss], both)
@@ -178,7 +180,9 @@ def hypergrad(
     return grads, info
 
 
-def _solve(solver: str, parts: _Implicit, iters: int, tol: float, alpha: float | None, diagnose: bool) -> tuple[Tree, SolveInfo]:
+def _solve(
+    solver: str, parts: _Implicit, iters: int, tol: float, alpha: float | None, diagnose: bool
+) -> tuple[Tree, SolveInfo]:
     """Run one of the linear solvers on (H + ρI) u = ∂F/∂ψ."""
     matvec, rhs = parts.op.matvec, parts.rhs
     if solver == "cg":

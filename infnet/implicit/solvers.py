@@ -69,7 +69,9 @@ def default_alpha(lam: float) -> float:
     return 1.0 / lam if lam > 0 and math.isfinite(lam) else 1.0
 
 
-def cg(matvec: MatVec, rhs: Tree, *, iters: int, tol: float, identity_alpha: float = 1.0) -> tuple[Tree, SolveInfo]:
+def cg(
+    matvec: MatVec, rhs: Tree, *, iters: int, tol: float, identity_alpha: float = 1.0
+) -> tuple[Tree, SolveInfo]:
     """Conjugate gradients on the symmetric A (not the normal equations), starting from u = 0.
 
     Stops when ‖r‖/‖v‖ ≤ ``tol`` or after ``iters`` iterations (one matvec each). If a search
@@ -108,7 +110,9 @@ def cg(matvec: MatVec, rhs: Tree, *, iters: int, tol: float, identity_alpha: flo
     return u, info
 
 
-def neumann(matvec: MatVec, rhs: Tree, *, iters: int, tol: float, alpha: float | None = None) -> tuple[Tree, SolveInfo]:
+def neumann(
+    matvec: MatVec, rhs: Tree, *, iters: int, tol: float, alpha: float | None = None
+) -> tuple[Tree, SolveInfo]:
     """Truncated Neumann series u = α Σ_{k=0}^{K} (I − αA)^k v with K = ``iters`` (K matvecs).
 
     ``alpha=None`` uses α = 1/λ_max(A) from :func:`estimate_lambda_max` (``POWER_ITERS`` extra
@@ -139,7 +143,9 @@ def neumann(matvec: MatVec, rhs: Tree, *, iters: int, tol: float, alpha: float |
     return u, info
 
 
-def identity(matvec: MatVec, rhs: Tree, *, tol: float, alpha: float | None = None, diagnose: bool = False) -> tuple[Tree, SolveInfo]:
+def identity(
+    matvec: MatVec, rhs: Tree, *, tol: float, alpha: float | None = None, diagnose: bool = False
+) -> tuple[Tree, SolveInfo]:
     """Identity approximation A⁻¹ ≈ αI: u = α v (default α = 1.0), zero matvecs.
 
     The residual is only measured when ``diagnose=True`` (one matvec); otherwise it is reported as
