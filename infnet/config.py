@@ -40,6 +40,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "method.iters": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "method.damping": (_non_negative, "a number >= 0"),
     "method.fallback": (lambda v: v in ("identity", "zero", "raise"), "identity | zero | raise"),
+    "method.implicit_params": (lambda v: v in ("all", "head"), "all | head"),
     "method.outer_loss": (lambda v: v in ("soft_f1", "bce"), "soft_f1 | bce"),
     "method.loss_net": (lambda v: v in ("nce", "margin"), "nce | margin"),
     "method.inference_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),

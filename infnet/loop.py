@@ -48,14 +48,21 @@ class LoopState:
 EpochCallback = Callable[[int, dict[str, float], LoopState], None]
 
 
-def evaluate(method: Method, split: MLCSplit, device: torch.device, batch_size: int = 2048) -> torch.Tensor:
-    """Relaxed predictions for a whole split -> (N, L) on CPU, computed in batches."""
+def evaluate_fn(
+    fn: Callable[[torch.Tensor], torch.Tensor], split: MLCSplit, device: torch.device, batch_size: int = 2048
+) -> torch.Tensor:
+    """``fn`` applied to every input of ``split`` in batches, without gradients -> (N, ...) on ``device``."""
     out = []
-    for start in range(0, len(split), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(split)))
-        x, _ = split.batch(idx)
-        out.append(method.predict(x.to(device)).cpu())
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            x, _ = split.batch(np.arange(start, min(start + batch_size, len(split))))
+            out.append(fn(x.to(device)))
     return torch.cat(out)
+
+
+def evaluate(method: Method, split: MLCSplit, device: torch.device) -> torch.Tensor:
+    """Relaxed predictions ``method.predict`` for a whole split -> (N, L) on CPU."""
+    return evaluate_fn(method.predict, split, device).cpu()
 
 
 def _check_finite(stats: dict[str, float], epoch: int) -> None:
@@ -92,9 +99,10 @@ def fit(
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         for b in range(0, len(order), batch_size):
-            x, y = data.train.batch(order[b : b + batch_size])
+            idx = order[b : b + batch_size]
+            x, y = data.train.batch(idx)
             x, y = x.to(device), y.to(device)
-            stats = method.train_step(x, y) if method.main else method.ce_step(x, y)
+            stats = method.train_step(x, y, idx) if method.main else method.ce_step(x, y)
             for k, v in stats.items():
                 sums[k] += v
                 counts[k] += 1

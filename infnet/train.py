@@ -27,6 +27,7 @@ from infnet.data import load_mlc
 from infnet.data.types import MLCDataset
 from infnet.loop import LoopState, fit, test_metrics
 from infnet.methods import MethodContext, build_method
+from infnet.methods.base import BatchSampler
 
 log = logging.getLogger("infnet.train")
 
@@ -44,13 +45,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_sampler(data: MLCDataset, batch_size: int, seed: int, device: torch.device) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-    """A sampler of random training batches (x (B, D), y (B, L)) with its own seeded generator."""
+def make_sampler(data: MLCDataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+    """A sampler of random training batches (x (B, D), y (B, L), indices (B,)) with its own seeded generator."""
     rng = np.random.default_rng([seed, 7919])
 
-    def sample() -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = data.train.batch(rng.choice(len(data.train), size=min(batch_size, len(data.train)), replace=False))
-        return x.to(device), y.to(device)
+    def sample() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        idx = rng.choice(len(data.train), size=min(batch_size, len(data.train)), replace=False)
+        x, y = data.train.batch(idx)
+        return x.to(device), y.to(device), idx
 
     return sample
 
@@ -83,7 +85,8 @@ def run_training(
         torch.set_num_threads(int(t.num_threads))
     device = pick_device(t.device)
     data = data if data is not None else load_mlc(cfg.data)
-    ctx = MethodContext(data.n_features, data.n_labels, cfg.model, cfg.method, device, make_sampler(data, t.batch_size, t.seed, device))
+    sampler = make_sampler(data, t.batch_size, t.seed, device)
+    ctx = MethodContext(data.n_features, data.n_labels, cfg.model, cfg.method, device, sampler, data.train)
     method = build_method(ctx)
 
     def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:

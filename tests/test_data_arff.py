@@ -43,7 +43,10 @@ def test_nominal_values_map_to_declaration_index(tmp_path: Path) -> None:
 
 
 def test_comments_blank_lines_crlf_and_row_lines(tmp_path: Path) -> None:
-    text = "% c\r\n@relation t\r\n\r\n@attribute a numeric\r\n%x\r\n@attribute b numeric\r\n@data\r\n1,2\r\n% mid\r\n\r\n0,0\r\n3,0"
+    text = (
+        "% c\r\n@relation t\r\n\r\n@attribute a numeric\r\n%x\r\n@attribute b numeric\r\n@data\r\n"
+        "1,2\r\n% mid\r\n\r\n0,0\r\n3,0"
+    )
     data = read_arff(write(tmp_path, text))
     np.testing.assert_array_equal(data.rows.dense().numpy(), [[1, 2], [0, 0], [3, 0]])
     np.testing.assert_array_equal(data.row_lines, [8, 11, 12])
@@ -57,7 +60,10 @@ def test_sparse_rows_sorted_zeros_dropped_empty_allowed(tmp_path: Path) -> None:
 
 
 def test_escaped_bare_and_quoted_names(tmp_path: Path) -> None:
-    text = "@relation t\n@attribute TAG_m\\'usica {0,1}\n@attribute \"two words\" numeric\n@attribute 'q\\'d' real\n@data\n{0 1}\n"
+    text = (
+        '@relation t\n@attribute TAG_m\\\'usica {0,1}\n@attribute "two words" numeric\n'
+        "@attribute 'q\\'d' real\n@data\n{0 1}\n"
+    )
     names = [a.name for a in read_arff(write(tmp_path, text)).attributes]
     assert names == ["TAG_m'usica", "two words", "q'd"]
 
@@ -86,7 +92,7 @@ MALFORMED = {
     "unclosed nominal": ("@relation t\n@attribute s {a,b\n@data\n", 2, "not closed by '}'"),
     "empty nominal": ("@relation t\n@attribute s {}\n@data\n", 2, "lists no values"),
     "repeated nominal": ("@relation t\n@attribute s {a,a}\n@data\n", 2, "nominal values repeat"),
-    "repeated attribute": ("@relation t\n@attribute s numeric\n@attribute s real\n@data\n", 3, "already declared on line 2"),
+    "repeated attribute": ("@relation t\n@attribute s numeric\n@attribute s real\n@data\n", 3, "declared on line 2"),
     "unterminated quoted name": ("@relation t\n@attribute 'abc numeric\n@data\n", 2, "unterminated quote"),
 }
 
@@ -113,3 +119,19 @@ def test_invalid_utf8_is_a_format_error(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match="nope.arff"):
         read_arff(tmp_path / "nope.arff")
+
+
+def test_chunked_conversion_matches_single_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = make_rows(40, seed=5)
+    path = write(tmp_path, arff_text(rows, sparse=True))
+    whole = read_arff(path)
+    monkeypatch.setattr("infnet.data.arff._CHUNK_TOKENS", 7)
+    chunked = read_arff(path)
+    for field in ("indptr", "indices", "values"):
+        np.testing.assert_array_equal(getattr(whole.rows, field), getattr(chunked.rows, field))
+    np.testing.assert_array_equal(whole.row_lines, chunked.row_lines)
+    bad = path.read_text().splitlines()
+    bad[30] = "{0 1, 3 purple}"
+    path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(DataFormatError, match=r":31: value 'purple' is not one of the declared values"):
+        read_arff(path)

@@ -47,7 +47,7 @@ def test_second_load_reads_the_cache(toy: Path, tmp_path: Path) -> None:
     assert cached.train.features.values.flags.writeable and cached.train.labels.flags.writeable
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "empty"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "empty", "renamed label"])
 def test_damaged_cache_is_detected_and_rebuilt(
     toy: Path, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -59,7 +59,9 @@ def test_damaged_cache_is_detected_and_rebuilt(
         "garbage": b"PAR1" + bytes(range(256)) * 8,
         "flip": data[:200] + bytes([data[200] ^ 0xFF]) + data[201:],
         "empty": b"",
+        "renamed label": data.replace(b'"lab_a"', b'"lab_b"'),
     }[damage]
+    assert damaged != data
     path.write_bytes(damaged)
     with caplog.at_level(logging.WARNING, logger="infnet.data.cache"):
         rebuilt = load(toy, tmp_path / "c")
@@ -88,7 +90,7 @@ def test_concurrent_loaders_never_see_partial_files(toy: Path, tmp_path: Path) -
     def worker() -> None:
         try:
             results.append(load(toy, tmp_path / "c"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(6)]

@@ -76,7 +76,7 @@ def arff_text(rows: np.ndarray, sparse: bool, relation: str = "generic") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_generic(directory: Path, stem: str, sparse: bool, n_train: int = 30, n_test: int = 12) -> dict[str, np.ndarray]:
+def write_generic(directory: Path, stem: str, sparse: bool, n_train: int = 30, n_test: int = 12) -> dict:
     """Write ``<stem>-train.arff``, ``<stem>-test.arff`` and ``<stem>.xml``; returns the raw rows per split."""
     directory.mkdir(parents=True, exist_ok=True)
     rows = {"train": make_rows(n_train, seed=1), "test": make_rows(n_test, seed=2)}

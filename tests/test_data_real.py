@@ -33,7 +33,14 @@ def cardinality(*label_blocks: np.ndarray) -> float:
     [("bibtex", 4880, 2515, 1836, 159, 2.380, 2.444), ("delicious", 12920, 3185, 500, 983, 19.047, 18.910)],
 )
 def test_shapes_and_label_cardinality(
-    cache_dir: Path, name: str, n_train: int, n_test: int, n_features: int, n_labels: int, card_train: float, card_test: float
+    cache_dir: Path,
+    name: str,
+    n_train: int,
+    n_test: int,
+    n_features: int,
+    n_labels: int,
+    card_train: float,
+    card_test: float,
 ) -> None:
     ds = load(name, cache_dir)
     assert len(ds.train) + len(ds.dev) == n_train and len(ds.test) == n_test

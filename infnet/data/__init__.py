@@ -105,6 +105,4 @@ def _download(spec: MulanSpec, config: DataConfig) -> dict[str, Path]:
         )
     directory = cache_root(config.cache_dir) / "downloads" / "mulan" / spec.name
     base_url = config.url or MULAN_BASE_URL
-    return {
-        name: fetch(spec.file_url(name, base_url), directory / name, spec.sha256[name]) for name in spec.file_names
-    }
+    return {name: fetch(spec.file_url(name, base_url), directory / name, spec.sha256[name]) for name in spec.file_names}

@@ -32,8 +32,8 @@ NUMERIC_TYPES = frozenset({"numeric", "real", "integer"})
 _UNSUPPORTED_TYPES = frozenset({"string", "date", "relational"})
 _CHUNK_TOKENS = 1 << 20
 _KEYWORD_RE = re.compile(r"@([A-Za-z]+)(?=\s|$)")
-_WORD = r"[^\s,'\"\\{}]+"
-_SPARSE_FAST_RE = re.compile(rf"\s*(?:{_WORD}\s+{_WORD}\s*(?:,\s*{_WORD}\s+{_WORD}\s*)*)?")
+_WORD = r"[^\s,'\"\\{}]++"  # possessive quantifiers: no backtracking on long rows
+_SPARSE_FAST_RE = re.compile(rf"\s*+(?:{_WORD}\s++{_WORD}\s*+(?:,\s*+{_WORD}\s++{_WORD}\s*+)*+)?")
 _NEEDS_LEXER_RE = re.compile(r"['\"\\]")
 
 

@@ -6,8 +6,9 @@ Dataset files (``<cache>/mlc/<name>-<key>.parquet``) hold one row per example, t
 test.  Columns: ``indices`` and ``values`` are ``large_binary`` cells with the row's little-endian int32
 column ids / float32 values (the column's data buffer is then exactly the flat CSR array, which reloads
 about 2.5x faster than ``list<int32>`` columns), ``labels`` is ``fixed_size_binary(L)`` with one uint8
-per label.  Everything else (names, split sizes, meta, the key) is JSON in the schema metadata.  Pages
-carry CRC checksums, and any file that fails to read or validate is deleted and rebuilt.
+per label.  Everything else (names, split sizes, meta, the key) is JSON in the schema metadata, stored
+with its SHA-256.  Data pages carry CRC checksums; a file that fails to read or validate is deleted
+and rebuilt.
 
 All writes (cache files and downloads) go to a temporary file that is renamed into place, so a
 concurrent reader sees either nothing or a complete file.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import json
 import logging
 import os
@@ -36,6 +38,7 @@ from infnet.data.types import MLCDataset, MLCSplit, SparseRows
 
 CACHE_FORMAT = "infnet-mlc-parquet-1"
 _METADATA_KEY = b"infnet"
+_METADATA_DIGEST_KEY = b"infnet_sha256"
 _INDEX_DTYPE = np.dtype("<i4")
 _VALUE_DTYPE = np.dtype("<f4")
 _DOWNLOAD_BLOCK = 1 << 20
@@ -166,7 +169,8 @@ def _to_table(dataset: MLCDataset, key: str) -> pa.Table:
             pa.binary(n_labels), n_rows, [None, pa.py_buffer(labels.tobytes())]
         ),
     }
-    return pa.table(columns, metadata={_METADATA_KEY: json.dumps(header)})
+    text = json.dumps(header).encode("utf-8")
+    return pa.table(columns, metadata={_METADATA_KEY: text, _METADATA_DIGEST_KEY: hashlib.sha256(text).hexdigest()})
 
 
 def _read_binary_column(table: pa.Table, name: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +185,10 @@ def _read_binary_column(table: pa.Table, name: str, dtype: np.dtype) -> tuple[np
 
 
 def _from_table(table: pa.Table, key: str) -> MLCDataset:
-    header = json.loads(table.schema.metadata[_METADATA_KEY])
+    text = table.schema.metadata[_METADATA_KEY]
+    if hashlib.sha256(text).hexdigest().encode() != table.schema.metadata[_METADATA_DIGEST_KEY]:
+        raise ValueError("metadata checksum mismatch")
+    header = json.loads(text)
     if header["format"] != CACHE_FORMAT or header["key"] != key:
         raise ValueError("cache format or key does not match")
     indptr, indices = _read_binary_column(table, "indices", _INDEX_DTYPE)
@@ -210,7 +217,7 @@ def _from_table(table: pa.Table, key: str) -> MLCDataset:
             ),
             labels[a:b],
         )
-        for a, b in zip(bounds[:-1], bounds[1:])
+        for a, b in itertools.pairwise(bounds)
     ]
     return MLCDataset(
         name=header["name"],

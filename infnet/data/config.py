@@ -39,7 +39,7 @@ class DataConfig:
     seed: int | None = None
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any]) -> "DataConfig":
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> DataConfig:
         """Build from a mapping (dict or OmegaConf node); a None value means "use the default"."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(cfg) - known)
@@ -57,7 +57,8 @@ class DataConfig:
             raise DataConfigError(f"data.kind must be one of {KINDS}, got {kind!r}")
         if kind == "synthetic" and config.name != SYNTHETIC_NAME:
             raise DataConfigError(f"data.kind='synthetic' needs data.name={SYNTHETIC_NAME!r}, got {config.name!r}")
-        return cls(**{**given, "kind": kind, "dev_fraction": float(config.dev_fraction), "dev_seed": int(config.dev_seed)})
+        resolved = {"kind": kind, "dev_fraction": float(config.dev_fraction), "dev_seed": int(config.dev_seed)}
+        return cls(**{**given, **resolved})
 
     def synthetic_params(self) -> dict[str, Any]:
         """The synthetic generator arguments that were set."""

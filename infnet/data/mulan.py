@@ -138,13 +138,11 @@ def _check_same_header(train: ArffData, test: ArffData) -> None:
     """Raise DataFormatError (naming the test file) unless both files declare the same attributes."""
     for number, (a, b) in enumerate(zip(train.attributes, test.attributes), start=1):
         if (a.name, a.values) != (b.name, b.values):
-            raise DataFormatError(
-                test.path, b.line, f"attribute #{number} {_describe(b)} differs from {train.path}:{a.line} {_describe(a)}"
-            )
+            message = f"attribute #{number} {_describe(b)} differs from {train.path}:{a.line} {_describe(a)}"
+            raise DataFormatError(test.path, b.line, message)
     if len(train.attributes) != len(test.attributes):
-        raise DataFormatError(
-            test.path, None, f"declares {len(test.attributes)} attributes but {train.path} declares {len(train.attributes)}"
-        )
+        message = f"declares {len(test.attributes)} attributes but {train.path} declares {len(train.attributes)}"
+        raise DataFormatError(test.path, None, message)
 
 
 def _label_columns(arff: ArffData, labels: Mapping[str, int], xml_path: Path) -> np.ndarray:
@@ -177,9 +175,8 @@ def _split_columns(arff: ArffData, label_columns: np.ndarray) -> MLCSplit:
     if bad.size:
         k = int(bad[0])
         name = arff.attributes[rows.indices[k]].name
-        raise DataFormatError(
-            arff.path, int(arff.row_lines[row_ids[k]]), f"label {name!r} has value {rows.values[k]:g}; labels must be 0 or 1"
-        )
+        message = f"label {name!r} has value {rows.values[k]:g}; labels must be 0 or 1"
+        raise DataFormatError(arff.path, int(arff.row_lines[row_ids[k]]), message)
     labels = np.zeros((n_rows, n_labels), dtype=np.uint8)
     labels[row_ids[is_label], label_ids[is_label]] = 1
     is_feature = ~is_label

@@ -14,6 +14,6 @@ def random_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     """
     if not 0.0 <= fraction < 1.0:
         raise DataConfigError(f"split fraction must be in [0, 1), got {fraction}")
-    held_count = int(round(fraction * n))
+    held_count = round(fraction * n)
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[held_count:]), np.sort(order[:held_count])

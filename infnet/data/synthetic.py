@@ -8,9 +8,13 @@ group's child slot (``SAME_CHILD_PROB``), which makes labels co-occur across gro
 
 Evidence: each group g has a direction u_g and each child c a direction v_gc (random unit vectors in
 R^D); x = SIGNAL * sum over active (g, c) of (u_g + v_gc) + noise * N(0, I).  At the default
-noise=1 the group is fairly easy to see but the three children of a group are confusable, so independent per-label
-classifiers often turn on two children of one group, or a parent with no child; decoding over the
-valid label sets (see :func:`valid_label_sets`) repairs those mistakes.
+noise=1 the group is fairly easy to see but the three children of a group are confusable, so
+independent per-label classifiers often turn on two children of one group, or a parent with no
+child; decoding over the valid label sets (see :func:`valid_label_sets`) repairs those mistakes.
+
+Measured with the defaults (``tests/test_data_synthetic.py``): independent logistic regressions
+thresholded at 0.5 reach test example-F1 0.66 with ~78% of predictions structurally invalid; exact
+MAP over the valid sets with the same probabilities reaches 0.78 (gap 9.6-12.4 F1 points, seeds 0-4).
 
 Features are standardised (centre and scale) with train statistics and stored as CSR.
 """
@@ -64,7 +68,9 @@ def make_synthetic_mlc(
     ``noise`` is the std of the per-feature Gaussian noise; each signal direction has norm ``SIGNAL``.
     Deterministic given all arguments.
     """
-    params = dict(n_train=n_train, n_dev=n_dev, n_test=n_test, n_features=n_features, n_labels=n_labels, noise=noise, seed=seed)
+    params = dict(
+        n_train=n_train, n_dev=n_dev, n_test=n_test, n_features=n_features, n_labels=n_labels, noise=noise, seed=seed
+    )
     n_groups = _n_groups(n_labels)
     if min(n_train, n_features) < 1 or min(n_dev, n_test) < 0 or noise < 0:
         raise DataConfigError(f"invalid synthetic parameters {params}")
@@ -109,7 +115,9 @@ def make_synthetic_mlc(
 
 def _n_groups(n_labels: int) -> int:
     if n_labels < 2 * GROUP_SIZE or n_labels % GROUP_SIZE:
-        raise DataConfigError(f"n_labels must be a multiple of {GROUP_SIZE} and at least {2 * GROUP_SIZE}, got {n_labels}")
+        raise DataConfigError(
+            f"n_labels must be a multiple of {GROUP_SIZE} and at least {2 * GROUP_SIZE}, got {n_labels}"
+        )
     return n_labels // GROUP_SIZE
 
 

@@ -15,19 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from infnet.data.types import MLCSplit
 from infnet.losses import bce_sum
 from infnet.nets import InferenceNet, MLCEnergy
 
-BatchSampler = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+BatchSampler = Callable[[], tuple[torch.Tensor, torch.Tensor, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method is built from: sizes, configs, device, and a sampler of random train batches."""
+    """What a method is built from: sizes, configs, device, a sampler of random train batches
+    (x (B, D), y (B, L), train indices (B,)), and the train split (for caching frozen features)."""
 
     n_features: int
     n_labels: int
@@ -35,12 +38,13 @@ class MethodContext:
     method: DictConfig
     device: torch.device
     sample_train_batch: BatchSampler
+    train: MLCSplit | None = None
 
 
 def adam(module: nn.Module | list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam over the trainable parameters of ``module``."""
+    """Fused Adam over the trainable parameters of ``module`` (fused: ~2x faster steps on CPU too)."""
     params = module.parameters() if isinstance(module, nn.Module) else module
-    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None = None) -> None:
@@ -68,8 +72,9 @@ class Method:
         self.main = self.pretrain_epochs == 0
 
     # --- the interface -------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """One update on a batch x (B, D), y (B, L); returns scalar diagnostics."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+        """One update on a batch x (B, D), y (B, L) (rows ``idx`` of the train split, if known);
+        returns scalar diagnostics."""
         return self.ce_step(x, y)
 
     def begin_main(self) -> None:
@@ -116,6 +121,7 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned; parts absent from ``state`` keep their values."""
         self.main = bool(state.get("main", self.main))
+        self.train_h: torch.Tensor | None = None
         for k, m in self.modules().items():
             if k in state:
                 m.load_state_dict(state[k])
@@ -143,17 +149,36 @@ class EnergyMethod(Method):
         ).to(ctx.device)
         self.opt_energy = adam(self.energy, ctx.method.lr_energy, ctx.method.weight_decay_energy)
 
+    train_h: torch.Tensor | None = None  # frozen features of every train example, computed lazily
+
     def begin_main(self) -> None:
         super().begin_main()
+        self.train_h = None
         self.features.load_state_dict(self.infnet.features.state_dict())
         self.features.eval().requires_grad_(False)
         self.energy.init_local_from(self.infnet.head)
         self.opt_energy = adam(self.energy, self.ctx.method.lr_energy, self.ctx.method.weight_decay_energy)
 
-    def feats(self, x: torch.Tensor) -> torch.Tensor:
-        """Frozen features F(x): x (B, D) -> (B, H), no gradient."""
-        with torch.no_grad():
-            return self.features(x)
+    def feats(self, x: torch.Tensor, idx: np.ndarray | None = None) -> torch.Tensor:
+        """Frozen features F(x): x (B, D) -> (B, H), no gradient.
+
+        With ``idx`` (rows of the train split) they are read from a cache computed once per
+        main phase: F is frozen, so this is exact and saves a forward pass of F per step.
+        """
+        if idx is None or self.ctx.train is None:
+            with torch.no_grad():
+                return self.features(x)
+        if self.train_h is None:
+            from infnet.loop import evaluate_fn
+
+            self.train_h = evaluate_fn(self.features, self.ctx.train, self.ctx.device)
+        return self.train_h[torch.as_tensor(idx, device=self.train_h.device)]
+
+    def energy_const(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """E_θ(h, y) -> (B,) with θ as constants: gradients flow to y only (cheaper backward, and no
+        stray gradients accumulate on θ during inference-network steps)."""
+        theta = {k: p.detach() for k, p in self.energy.named_parameters()}
+        return torch.func.functional_call(self.energy, theta, (h, y))
 
     def modules(self) -> dict[str, nn.Module]:
         return {**super().modules(), "features": self.features, "energy": self.energy}

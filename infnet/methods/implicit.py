@@ -5,6 +5,9 @@ Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
 Outer problem (θ): after every T inner steps, θ takes one Adam step along the hypergradient of the
 task objective ``F(ψ*(θ))`` (``outer_loss``: ``soft_f1`` or ``bce``) on a *different* random training
 batch, computed by ``infnet.implicit.hypergrad`` at the current ψ with the inner batch's G.
+``implicit_params=head`` restricts ψ in the implicit system to the output layer (the hidden layers
+are held fixed during the response): an exact hypergradient of that block problem at a fraction of the
+cost; ``all`` uses every parameter of the inference network.
 ``freeze_energy=true`` is the control: θ stays at its initialisation (no outer steps).
 
 The hypergradient is taken with the inference network in eval mode (no dropout) so that G is a
@@ -13,10 +16,12 @@ deterministic function of ψ; the inner steps themselves use dropout.
 
 from __future__ import annotations
 
+import numpy as np
+
 import torch
 from torch.func import functional_call
 
-from infnet.implicit import hypergrad
+from infnet.implicit import HypergradInfo, hypergrad
 from infnet.losses import bce_prob_sum, bce_sum, soft_f1_loss
 from infnet.methods.base import EnergyMethod, MethodContext, step
 
@@ -30,12 +35,12 @@ class Implicit(EnergyMethod):
         super().__init__(ctx)
         self.inner_count = 0
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         m = self.ctx.method
-        h = self.feats(x)
+        h = self.feats(x, idx)
         self.infnet.train()
         logits = self.infnet(x)
-        e = self.energy(h, torch.sigmoid(logits)).mean()
+        e = self.energy_const(h, torch.sigmoid(logits)).mean()
         ce = bce_sum(logits, y)
         step(self.opt_infnet, e + m.lam * ce, m.grad_clip)
         stats = {"loss/inner": (e + m.lam * ce).item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
@@ -46,31 +51,47 @@ class Implicit(EnergyMethod):
 
     def outer_step(self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor) -> dict[str, float]:
         """One θ update from the implicit hypergradient; returns loss and solver diagnostics."""
+        x_out, y_out, _ = self.ctx.sample_train_batch()
+        grads, info = self.hypergradient(x, y, h, x_out, y_out)
+        self.opt_energy.zero_grad(set_to_none=True)
+        for k, p in self.energy.named_parameters():
+            p.grad = grads[k]
+        clip = self.ctx.method.outer_grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(list(self.energy.parameters()), clip or float("inf"))
+        self.opt_energy.step()
+        with torch.no_grad():
+            outer = OUTER_LOSSES[self.ctx.method.outer_loss](self.infnet.probs(x_out), y_out).item()
+        return {"loss/outer": outer, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
+
+    def hypergradient(
+        self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, x_out: torch.Tensor, y_out: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], HypergradInfo]:
+        """dF/dθ at the current ψ: G on the inner batch (x (B, D), y (B, L), features h (B, H)),
+        F on the outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
         m = self.ctx.method
-        x_out, y_out = self.ctx.sample_train_batch()
-        outer_fn = OUTER_LOSSES[m.outer_loss]
-        net, energy = self.infnet, self.energy
+        energy, outer_fn = self.energy, OUTER_LOSSES[m.outer_loss]
+        net: torch.nn.Module = self.infnet
+        inputs, inputs_out = x, x_out
+        if m.implicit_params == "head":  # ψ restricted to the output layer; hidden layers held fixed
+            net = self.infnet.head
+            with torch.no_grad():
+                self.infnet.eval()
+                inputs, inputs_out = self.infnet.features(x), self.infnet.features(x_out)
 
         def inner_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
-            logits = functional_call(net, psi, (x,))
+            logits = functional_call(net, psi, (inputs,))
             return functional_call(energy, theta, (h, torch.sigmoid(logits))).mean() + m.lam * bce_sum(logits, y)
 
         def outer_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
-            return outer_fn(torch.sigmoid(functional_call(net, psi, (x_out,))), y_out)
+            return outer_fn(torch.sigmoid(functional_call(net, psi, (inputs_out,))), y_out)
 
         psi = {k: p.detach() for k, p in net.named_parameters()}
         theta = {k: p.detach() for k, p in energy.named_parameters()}
-        net.eval()
-        grads, info = hypergrad(
-            inner_loss, outer_loss, psi, theta,
-            solver=m.solver, iters=m.iters, damping=m.damping, tol=m.tol, alpha=m.alpha, fallback=m.fallback,
-        )
-        net.train()
-        self.opt_energy.zero_grad(set_to_none=True)
-        for k, p in energy.named_parameters():
-            p.grad = grads[k]
-        norm = torch.nn.utils.clip_grad_norm_(list(energy.parameters()), m.outer_grad_clip or float("inf"))
-        self.opt_energy.step()
-        with torch.no_grad():
-            outer = float(outer_loss(psi, theta))
-        return {"loss/outer": outer, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
+        self.infnet.eval()
+        try:
+            return hypergrad(
+                inner_loss, outer_loss, psi, theta,
+                solver=m.solver, iters=m.iters, damping=m.damping, tol=m.tol, alpha=m.alpha, fallback=m.fallback,
+            )
+        finally:
+            self.infnet.train()

@@ -8,6 +8,8 @@ margin-rescaled hinge against the task-net's output (``loss_net=margin``).
 
 from __future__ import annotations
 
+import numpy as np
+
 import torch
 
 from infnet.losses import bce_sum, margin_rescaled_hinge, nce_ranking_loss, squared_l2_cost
@@ -33,9 +35,9 @@ class SEAL(EnergyMethod):
         e_samples = self.energy(h.repeat_interleave(s, 0), samples.reshape(b * s, n)).reshape(b, s)
         return nce_ranking_loss(self.energy(h, y), e_samples, bernoulli_log_prob(y, p), bernoulli_log_prob(samples, p[:, None]))
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         m = self.ctx.method
-        h = self.feats(x)
+        h = self.feats(x, idx)
         self.infnet.train()
         with torch.no_grad():
             p = self.infnet.probs(x)
@@ -44,6 +46,6 @@ class SEAL(EnergyMethod):
             step(self.opt_energy, loss_net, m.grad_clip)
         logits = self.infnet(x)
         ce = bce_sum(logits, y)
-        e_task = self.energy(h, torch.sigmoid(logits)).mean()
+        e_task = self.energy_const(h, torch.sigmoid(logits)).mean()
         step(self.opt_infnet, ce + m.lam * e_task, m.grad_clip)
         return {"loss/loss_net": loss_net.item(), "loss/ce": ce.item(), "energy/task_net": e_task.item()}

@@ -7,6 +7,8 @@ mirror descent (``infnet.inference.gbi``) started from the local term's minimise
 
 from __future__ import annotations
 
+import numpy as np
+
 import torch
 
 from infnet.inference import mirror_descent
@@ -28,8 +30,8 @@ class SPEN(EnergyMethod):
         z0 = self.energy.local(h).detach()
         return mirror_descent(objective, z0, m.inference_steps, m.inference_lr, m.entropy).y
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        h = self.feats(x)
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+        h = self.feats(x, idx)
         y_aug = self.infer(h, y)
         e_pred, e_gold = self.energy(h, y_aug), self.energy(h, y)
         hinge = margin_rescaled_hinge(e_pred, e_gold, squared_l2_cost(y_aug, y))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,20 +41,20 @@ class TuGimpel(EnergyMethod):
         self.anchor.load_state_dict(self.infnet.state_dict())
         self.opt_cost_aug = adam(self.cost_aug, self.ctx.method.lr, self.ctx.method.weight_decay)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         m = self.ctx.method
-        h = self.feats(x)
+        h = self.feats(x, idx)
         self.cost_aug.train()
         self.infnet.train()
 
         y_aug = self.cost_aug.probs(x)
-        hinge_aug = margin_rescaled_hinge(self.energy(h, y_aug), self.energy(h, y), squared_l2_cost(y_aug, y))
+        hinge_aug = margin_rescaled_hinge(self.energy_const(h, y_aug), self.energy_const(h, y), squared_l2_cost(y_aug, y))
         loss_aug = -hinge_aug + m.entropy * bernoulli_entropy(y_aug)
         loss_aug = loss_aug + m.regu_pretrain * l2_to(list(self.cost_aug.parameters()), list(self.anchor.parameters()))
         step(self.opt_cost_aug, loss_aug, m.grad_clip)
 
         logits = self.infnet(x)
-        e_test = self.energy(h, torch.sigmoid(logits)).mean()
+        e_test = self.energy_const(h, torch.sigmoid(logits)).mean()
         step(self.opt_infnet, e_test + m.ce_weight * bce_sum(logits, y), m.grad_clip)
 
         y_aug, y_test = y_aug.detach(), torch.sigmoid(logits).detach()
@@ -78,9 +79,9 @@ class TuGimpel(EnergyMethod):
         opt = adam(net, m.retune_lr)
         total = 0.0
         for _ in range(m.retune_steps):
-            x, _ = self.ctx.sample_train_batch()
+            x, _, idx = self.ctx.sample_train_batch()
             y_hat = net.probs(x)
-            loss = self.energy(self.feats(x), y_hat).mean() + m.entropy * bernoulli_entropy(y_hat)
+            loss = self.energy_const(self.feats(x, idx), y_hat).mean() + m.entropy * bernoulli_entropy(y_hat)
             step(opt, loss)
             total += loss.item()
         return {"loss/retune": total / m.retune_steps}
