@@ -10,6 +10,7 @@ dev-best state at the dev-tuned threshold (and at 0.5). Non-finite losses stop t
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ import torch
 from infnet.data.types import MLCDataset, MLCSplit
 from infnet.methods.base import Method
 from infnet.metrics import example_f1, tune_threshold
+from infnet.pretrain_cache import PretrainCache
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,9 +82,16 @@ def fit(
     device: torch.device,
     state: LoopState | None = None,
     on_epoch: EpochCallback | None = None,
+    pretrain_cache: PretrainCache | None = None,
 ) -> LoopState:
-    """Train ``method`` on ``data.train`` for ``max_epochs`` epochs (resuming from ``state``)."""
+    """Train ``method`` on ``data.train`` for ``max_epochs`` epochs (resuming from ``state``).
+
+    With ``pretrain_cache``, a stored CE pretraining is reused (and a new one stored).
+    """
     state = state or LoopState()
+    if pretrain_cache is not None and state.epoch == 0 and (entry := pretrain_cache.load()) is not None:
+        state = entry["state"]
+        torch.set_rng_state(entry["rng"])
     if state.method_state is not None:
         if state.method_state.get("main") and not method.main:
             method.begin_main()
@@ -92,6 +101,8 @@ def fit(
         epoch = state.epoch
         start = time.perf_counter()
         if not method.main and epoch == method.pretrain_epochs:
+            if pretrain_cache is not None and state.method_state is not None:
+                pretrain_cache.save({"state": copy.deepcopy(state), "rng": torch.get_rng_state()})
             method.load_state_dict(state.pretrain_best_state or method.state_dict())
             method.begin_main()
         rng = np.random.default_rng([seed, epoch])

@@ -28,6 +28,7 @@ from infnet.data.types import MLCDataset
 from infnet.loop import LoopState, fit, test_metrics
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
+from infnet.pretrain_cache import cache_for
 
 log = logging.getLogger("infnet.train")
 
@@ -97,7 +98,8 @@ def run_training(
         if on_epoch is not None:
             on_epoch(epoch, metrics, st)
 
-    state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook)
+    cache = cache_for(cfg, data)
+    state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook, pretrain_cache=cache)
     result: dict[str, Any] = {
         "method": cfg.method.name,
         "data": data.name,

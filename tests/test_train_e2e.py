@@ -100,3 +100,17 @@ def test_nan_loss_fails_the_run_clearly_and_records_it(tmp_path: Path) -> None:
         [mlflow.MlflowClient(cfg.tracking.uri).get_experiment_by_name("infnet").experiment_id]
     )
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_pretrain_cache_reproduces_the_uncached_run(tmp_path: Path) -> None:
+    from infnet.train import run_training
+
+    base = [*_overrides("implicit", "unused"), f"data.cache_dir={tmp_path}", "trainer.max_epochs=4"]
+    plain = run_training(compose(base), verbose=False)
+    first = run_training(compose([*base, "trainer.pretrain_cache=true"]), verbose=False)
+    assert list((tmp_path / "pretrain").glob("*.pt")), "the first cached run stores its pretraining"
+    second = run_training(compose([*base, "trainer.pretrain_cache=true"]), verbose=False)
+    for key in ("dev_f1", "test_f1", "threshold", "best_epoch"):
+        assert plain[key] == first[key] == second[key], key
+    other_seed = run_training(compose([*base, "trainer.pretrain_cache=true", "trainer.seed=1"]), verbose=False)
+    assert len(list((tmp_path / "pretrain").glob("*.pt"))) == 2 and other_seed["test_f1"] != plain["test_f1"]
