@@ -1,7 +1,8 @@
 """Reuse of cross-entropy pretraining across runs that share it.
 
 Every energy method starts from the same dev-best CE pretraining for a given (data, dev split, model,
-pretraining optimiser, epochs, batch size, seed). A sweep or a multi-method benchmark would otherwise
+pretraining optimiser, epochs, batch size, seed): ``run_training`` reseeds torch after building the
+method, so the pretraining does not depend on which method is being trained. A sweep or a multi-method benchmark would otherwise
 redo it in every run. The cache stores the dev-best pretrain state together with the loop's bookkeeping
 and the torch RNG state at the end of pretraining, so a run that hits the cache continues exactly as if
 it had pretrained itself (same state, same random stream); its ``train_seconds`` still include the

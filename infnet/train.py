@@ -89,6 +89,7 @@ def run_training(
     sampler = make_sampler(data, t.batch_size, t.seed, device)
     ctx = MethodContext(data.n_features, data.n_labels, cfg.model, cfg.method, device, sampler, data.train)
     method = build_method(ctx)
+    torch.manual_seed(t.seed)  # the same random stream from here on, whichever modules the method built
 
     def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
         if verbose:

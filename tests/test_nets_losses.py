@@ -34,10 +34,17 @@ def test_energy_shapes_and_label_term_capacity() -> None:
         assert torch.allclose(e(h, y), e.local_energy(h, y) + e.global_energy(y))
 
 
-def test_label_term_is_not_inert_at_initialisation() -> None:
-    """The label term's y-gradient is comparable to the local term's for unit-scale features."""
+def test_label_term_starts_at_zero_but_is_not_inert() -> None:
+    """c₂ = 0 at initialisation (energy = local term), yet c₂ receives O(1) gradients, and once c₂ is
+    O(1) the label term's y-gradient is comparable to the local term's (earlier SPEN initialisations
+    left it ~3e-4 of the local term's)."""
     e = _energy()
     h, y = torch.randn(64, 6, dtype=torch.float64), torch.rand(64, 5, dtype=torch.float64).requires_grad_(True)
+    assert torch.equal(e.global_energy(y), torch.zeros(64, dtype=torch.float64))
+    (g_c2,) = torch.autograd.grad(e(h, y).mean(), e.label_out.weight)
+    assert g_c2.abs().min() > 0.1
+    with torch.no_grad():
+        e.label_out.weight.copy_(torch.nn.functional.normalize(torch.randn_like(e.label_out.weight), dim=1))
     (g_local,) = torch.autograd.grad(e.local_energy(h, y).sum(), y)
     (g_global,) = torch.autograd.grad(e.global_energy(y).sum(), y)
     assert 0.05 < float(g_global.norm() / g_local.norm()) < 20
@@ -85,3 +92,10 @@ def test_mirror_descent_lowers_the_full_energy() -> None:
         before = e(h, torch.sigmoid(z0))
     after = mirror_descent(lambda y: e(h, y), z0, steps=50, lr=0.2, entropy=0.1).objective
     assert torch.all(after < before)
+
+
+def test_global_scale_zero_disables_the_label_term() -> None:
+    e = MLCEnergy(feature_dim=6, n_labels=5, global_scale=0.0).double()
+    h, y = torch.randn(3, 6, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64)
+    assert torch.equal(e.global_energy(y), torch.zeros(3, dtype=torch.float64))
+    assert torch.allclose(e(h, y), e.local_energy(h, y))

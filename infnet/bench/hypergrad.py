@@ -31,6 +31,11 @@ from infnet.methods import MethodContext, build_method
 from infnet.methods.implicit import Implicit
 
 N_FEATURES, N_LABELS, BATCH = 1836, 159, 32  # bibtex
+#: (solver, K, damping ρ): identity first (the baseline of "inner steps per HVP"); ρ=10 makes the
+#: full-ψ system positive definite here, so CG runs all K iterations instead of stopping on negative curvature.
+CASES = [("identity", 0, 1.0)] + [("neumann", k, 1.0) for k in (5, 10, 20)] + [
+    ("cg", k, rho) for rho in (1.0, 10.0) for k in (5, 10, 20)
+]
 
 
 def saved_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
@@ -47,17 +52,19 @@ def saved_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
 
 
 def timed(fn: Callable[[], Any], reps: int, device: torch.device) -> float:
-    """Median seconds of ``fn`` over ``reps`` runs after one warm-up."""
+    """Median seconds of ``fn`` over ``reps`` runs after one warm-up (CPU time of this process on
+    CPU, so that other load on the machine does not distort the ratios; wall time on CUDA)."""
     fn()
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     times = []
     for _ in range(reps):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -83,16 +90,18 @@ def build(overrides: list[str], device: torch.device, split: MLCSplit) -> Any:
 
 
 def epoch_seconds(method: Any, split: MLCSplit, device: torch.device) -> float:
-    """Wall time of one pass of ``train_step`` over ``split`` in batches of 32."""
+    """Seconds (CPU time of this process on CPU, wall time on CUDA) of one pass of ``train_step``
+    over ``split`` in batches of 32."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     order = np.random.default_rng(0).permutation(len(split))
-    start = time.perf_counter()
+    start = clock()
     for b in range(0, len(order), BATCH):
         idx = order[b : b + BATCH]
         x, y = split.batch(idx)
         method.train_step(x.to(device), y.to(device), idx)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main(argv: list[str]) -> None:
@@ -124,20 +133,21 @@ def main(argv: list[str]) -> None:
           f"theta_params={sum(p.numel() for p in method.energy.parameters())}")
     print(f"one inner step: {1e3 * t_inner:.2f} ms, saved-tensor memory {mem_inner / 2**20:.2f} MiB\n")
 
-    print("| solver | K | time / inner step | memory / inner step | HVP calls | inner steps per HVP | rel. residual |")
-    print("|---|---|---|---|---|---|---|")
-    m.damping = 1.0
-    rows: dict[tuple[str, int], float] = {}
-    for solver, ks in (("identity", [0]), ("neumann", [5, 10, 20]), ("cg", [5, 10, 20])):
-        for k in ks:
-            m.solver, m.iters, m.tol = solver, max(k, 1), 1e-12
+    print("| ψ in the system | solver | K | ρ | time / inner step | memory / inner step | HVP calls | CG/Neumann iterations | inner steps per HVP | rel. residual |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    identity_time: dict[str, float] = {}
+    for params in ("all", "head"):
+        m.implicit_params = params
+        for solver, k, rho in CASES:
+            m.solver, m.iters, m.damping, m.tol = solver, max(k, 1), rho, 1e-12
             m.alpha = 0.01 if solver == "neumann" else None  # fixed α: no power iterations in the timing
             t = timed(lambda: method.hypergradient(x, y, h, x_out, y_out), args.reps, device)
             (_, info), mem = saved_bytes(lambda: method.hypergradient(x, y, h, x_out, y_out))
-            rows[(solver, k)] = t
-            per_hvp = (t - rows[("identity", 0)]) / info.hvp_calls / t_inner if info.hvp_calls else float("nan")
-            print(f"| {solver} | {k or '-'} | {t / t_inner:.2f} | {mem / max(mem_inner, 1):.2f} | {info.hvp_calls} | "
-                  f"{per_hvp:.2f} | {info.residual:.2e} |")
+            identity_time.setdefault(params, t)
+            per_hvp = (t - identity_time[params]) / info.hvp_calls / t_inner if info.hvp_calls else float("nan")
+            print(f"| {params} | {solver} | {k or '-'} | {rho:g} | {t / t_inner:.2f} | {mem / max(mem_inner, 1):.2f} | "
+                  f"{info.hvp_calls} | {info.iterations} | {per_hvp:.2f} | {info.residual:.1e} |")
+    m.implicit_params, m.damping = "all", 1.0
 
     print("\nmemory as T grows (saved-tensor MiB): unrolled differentiates through T steps; cg (K=10) after T inner steps")
     print("| T | unrolled | cg K=10 | unrolled / cg |")
@@ -154,8 +164,22 @@ def main(argv: list[str]) -> None:
     defaults = compose(["method=implicit"]).method
     ce, _ = build(["method=ce"], device, split)
     ce.main = True
-    implicit, _ = build([], device, split)
-    t_ce = epoch_seconds(ce, split, device)
-    t_imp = epoch_seconds(implicit, split, device)
-    print(f"\nepoch time: implicit (T={defaults.inner_steps}, {defaults.solver} K={defaults.iters}) {t_imp:.2f}s / "
-          f"ce {t_ce:.2f}s = {t_imp / t_ce:.2f}x")
+    print(f"\nepoch time ratio, implicit / ce (defaults: T={defaults.inner_steps}, {defaults.solver} K={defaults.iters}, "
+          f"ρ={defaults.damping}, ψ={defaults.implicit_params}):")
+    print("| implicit variant | implicit epoch s | ce epoch s | ratio |")
+    print("|---|---|---|---|")
+    for name, overrides in EPOCH_VARIANTS:
+        implicit, _ = build(overrides, device, split)
+        epoch_seconds(implicit, split, device)  # warm-up (and the feature cache)
+        epoch_seconds(ce, split, device)
+        t_imp, t_ce = epoch_seconds(implicit, split, device), epoch_seconds(ce, split, device)
+        print(f"| {name} | {t_imp:.2f} | {t_ce:.2f} | {t_imp / t_ce:.2f}x |")
+
+
+EPOCH_VARIANTS = [
+    ("defaults", []),
+    ("frozen energy (inner steps only)", ["method.freeze_energy=true"]),
+    ("ψ=all, cg K=5", ["method.implicit_params=all", "method.solver=cg", "method.iters=5"]),
+    ("ψ=head, cg K=5", ["method.implicit_params=head", "method.solver=cg", "method.iters=5"]),
+    ("ψ=all, identity", ["method.implicit_params=all", "method.solver=identity"]),
+]

@@ -75,6 +75,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--extra", nargs="*", default=[], help="Hydra overrides applied to every run")
     ap.add_argument("--variant-extra", nargs="*", default=[], help="VARIANT:override pairs, e.g. implicit:method.iters=10")
+    ap.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs for every variant (same budget)")
+    ap.add_argument("--pretrain-epochs", type=int, default=None, help="method.pretrain_epochs of the energy variants")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench_out/quality.parquet")
     args = ap.parse_args(argv)
@@ -84,7 +86,13 @@ def main(argv: list[str]) -> None:
         v, _, o = item.partition(":")
         per_variant[v].append(o)
     base = [f"data={args.data}"] + ([f"data.root={args.root}"] if args.root else []) + list(args.extra)
-    jobs = [(v, s, base + VARIANTS[v] + per_variant[v] + [f"trainer.seed={s}"]) for s in args.seeds for v in args.variants]
+    base += [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
+    pretrain = [f"method.pretrain_epochs={args.pretrain_epochs}"] if args.pretrain_epochs is not None else []
+    jobs = [
+        (v, s, base + VARIANTS[v] + ([] if v.startswith("ce") else pretrain) + per_variant[v] + [f"trainer.seed={s}"])
+        for s in args.seeds
+        for v in args.variants
+    ]
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.workers) as pool:
         futures = {pool.submit(run_one, o): (v, s) for v, s, o in jobs}

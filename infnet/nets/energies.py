@@ -7,9 +7,12 @@ units). The energy reads precomputed features ``F(x)`` so that the feature netwo
 
 Capacity of the label term is ``label_hidden`` × ``depth``. To keep the global term from being inert
 (its y-gradient was ~3e-4 of the local term's with the N(0, 0.1²)/N(0, 0.01²) initialisation of
-earlier SPEN code), ``C₁`` is initialised with unit-norm rows scaled by ``label_init``, ``y`` is
-centred at 0.5 before entering the label MLP (so its pre-activations are not dominated by label
-cardinality), and a learnable log-scale ``s`` multiplies the whole term.
+earlier SPEN code), ``C₁`` is initialised with unit-norm rows scaled by ``label_init`` (so the hidden
+units are not saturated or vanishing), ``y`` is centred at 0.5 before entering the label MLP (so its
+pre-activations are not dominated by label cardinality), a learnable log-scale ``s`` multiplies the
+whole term, and ``c₂`` starts at zero (see ``reset_label_term``): the gradient reaching ``c₂`` is then
+O(1) from the first step, and the diagnostic ``energy/grad_ratio_global_local`` shows how much the
+term has grown.
 """
 
 from __future__ import annotations
@@ -33,22 +36,28 @@ class MLCEnergy(nn.Module):
         label_init: float = 1.0,
         global_scale: float = 1.0,
     ) -> None:
+        if global_scale < 0:
+            raise ValueError(f"global_scale must be >= 0, got {global_scale}")
         super().__init__()
         self.local = nn.Linear(feature_dim, n_labels)
         widths = [n_labels] + [label_hidden] * depth
         self.label_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.label_out = nn.Linear(widths[-1], 1, bias=False)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(global_scale)))
+        self.has_label_term = global_scale > 0  # global_scale=0: local term only (ablation)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(global_scale) if self.has_label_term else 0.0))
         self.reset_label_term(label_init)
 
     def reset_label_term(self, label_init: float) -> None:
-        """Initialise the label MLP: rows of each weight ~ unit norm × ``label_init``."""
+        """Initialise the label MLP: rows of each hidden weight ~ unit norm × ``label_init``; the output
+        weights c₂ start at zero, so the initial energy is the (pretrained) local term alone and the
+        label term grows only as training finds label interactions worth encoding (a random c₂ makes
+        the untrained energy push predictions in random directions)."""
         for layer in self.label_layers:
             nn.init.normal_(layer.weight)
             with torch.no_grad():
                 layer.weight.mul_(label_init / layer.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
             nn.init.zeros_(layer.bias)
-        nn.init.normal_(self.label_out.weight, std=1.0 / math.sqrt(self.label_out.in_features))
+        nn.init.zeros_(self.label_out.weight)
 
     def init_local_from(self, head: nn.Linear) -> None:
         """Copy a pretrained classifier head (logits = W h + a) so that the local energy is ``-yᵀ logits``."""
@@ -61,7 +70,9 @@ class MLCEnergy(nn.Module):
         return -(y * self.local(h)).sum(-1)
 
     def global_energy(self, y: torch.Tensor) -> torch.Tensor:
-        """y (B, L) -> (B,) = s · c₂ᵀ g(C₁ (y - 0.5))."""
+        """y (B, L) -> (B,) = s · c₂ᵀ g(C₁ (y - 0.5)); zeros without a label term."""
+        if not self.has_label_term:
+            return y.new_zeros(y.shape[:-1])
         z = y - 0.5
         for layer in self.label_layers:
             z = fn.softplus(layer(z))
