@@ -34,7 +34,7 @@ def pretrain_key(cfg: DictConfig, data: MLCDataset) -> str:
         "format": FORMAT,
         "data": data.source_sha256,
         "dev": [data.dev_seed, data.dev_fraction, len(data.train), len(data.dev)],
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "energy"},
         "optim": [cfg.method.lr, cfg.method.weight_decay, cfg.method.pretrain_epochs],
         "trainer": [cfg.trainer.batch_size, cfg.trainer.seed, str(cfg.trainer.device)],
         "torch": torch.__version__,

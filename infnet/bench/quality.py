@@ -72,7 +72,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", default="synthetic_mlc")
     ap.add_argument("--root", default=None, help="data.root (directory of the MULAN files)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"names from {list(VARIANTS)} or --define")
+    ap.add_argument("--define", nargs="*", default=[], help="extra variants NAME=override,override (e.g. imp_lr3=method=implicit,method.lr_energy=1e-3)")
     ap.add_argument("--extra", nargs="*", default=[], help="Hydra overrides applied to every run")
     ap.add_argument("--variant-extra", nargs="*", default=[], help="VARIANT:override pairs, e.g. implicit:method.iters=10")
     ap.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs for every variant (same budget)")
@@ -80,6 +81,13 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench_out/quality.parquet")
     args = ap.parse_args(argv)
+    variants = dict(VARIANTS)
+    for item in args.define:
+        name, _, overrides = item.partition("=")
+        variants[name] = overrides.split(",")
+    unknown = [v for v in args.variants if v not in variants]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {sorted(variants)}")
 
     per_variant: dict[str, list[str]] = {v: [] for v in args.variants}
     for item in args.variant_extra:
@@ -89,7 +97,7 @@ def main(argv: list[str]) -> None:
     base += [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
     pretrain = [f"method.pretrain_epochs={args.pretrain_epochs}"] if args.pretrain_epochs is not None else []
     jobs = [
-        (v, s, base + VARIANTS[v] + ([] if v.startswith("ce") else pretrain) + per_variant[v] + [f"trainer.seed={s}"])
+        (v, s, base + variants[v] + ([] if "method=ce" in variants[v] else pretrain) + per_variant[v] + [f"trainer.seed={s}"])
         for s in args.seeds
         for v in args.variants
     ]
