@@ -14,7 +14,7 @@ import argparse
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,11 @@ def run_one(overrides: list[str]) -> dict[str, Any]:
     return result
 
 
-def summarise(rows: list[dict[str, Any]], variants: list[str]) -> str:
-    """Markdown table: mean ± sd per variant and paired differences against ``ce``."""
+def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = "ce") -> str:
+    """Markdown table: mean ± sd per variant and paired (same seed) differences against ``reference``."""
     by = {v: {r["seed"]: r for r in rows if r["variant"] == v} for v in variants}
     lines = [
-        "| variant | seeds | dev F1 | test F1 (mean ± sd) | test F1@0.5 | Δ test vs ce (paired, mean ± sd) | s/run |",
+        f"| variant | seeds | dev F1 | test F1 (mean ± sd) | test F1@0.5 | Δ test vs {reference} (paired, mean ± sd) | s/run |",
         "|---|---|---|---|---|---|---|",
     ]
 
@@ -58,13 +58,24 @@ def summarise(rows: list[dict[str, Any]], variants: list[str]) -> str:
         runs = list(by[v].values())
         if not runs:
             continue
-        diffs = [by[v][s]["test_f1"] - by["ce"][s]["test_f1"] for s in by[v] if "ce" in by and s in by["ce"]]
+        ref = by.get(reference, {})
+        diffs = [by[v][s]["test_f1"] - ref[s]["test_f1"] for s in by[v] if s in ref]
         lines.append(
             f"| {v} | {len(runs)} | {statistics.mean(r['dev_f1'] for r in runs):.2f} | {ms([r['test_f1'] for r in runs])} "
-            f"| {statistics.mean(r['test_f1_at_0.5'] for r in runs):.2f} | {ms(diffs) if diffs and v != 'ce' else '-'} "
+            f"| {statistics.mean(r['test_f1_at_0.5'] for r in runs):.2f} | {ms(diffs) if diffs and v != reference else '-'} "
             f"| {statistics.mean(r['wall_seconds'] for r in runs):.0f} |"
         )
     return "\n".join(lines)
+
+
+def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write all rows so far to ``out`` (Parquet), atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = out.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(out)
 
 
 def main(argv: list[str]) -> None:
@@ -78,6 +89,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--variant-extra", nargs="*", default=[], help="VARIANT:override pairs, e.g. implicit:method.iters=10")
     ap.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs for every variant (same budget)")
     ap.add_argument("--pretrain-epochs", type=int, default=None, help="method.pretrain_epochs of the energy variants")
+    ap.add_argument("--reference", default="ce", help="variant the paired differences are taken against")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench_out/quality.parquet")
     args = ap.parse_args(argv)
@@ -102,20 +114,25 @@ def main(argv: list[str]) -> None:
         for v in args.variants
     ]
     rows: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_one, o): (v, s) for v, s, o in jobs}
-        for fut in futures:
-            v, s = futures[fut]
-            row = {"variant": v, **fut.result()}
-            rows.append(row)
-            print(f"{v} seed={s}: dev {row['dev_f1']:.2f} test {row['test_f1']:.2f} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    failed: list[dict[str, Any]] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), out)
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {pool.submit(run_one, o): (v, s, o) for v, s, o in jobs}
+        for fut in as_completed(futures):
+            v, s, o = futures[fut]
+            try:
+                row = {"variant": v, **fut.result()}
+            except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
+                failed.append({"variant": v, "seed": s, "overrides": " ".join(o), "error": repr(exc)})
+                print(f"{v} seed={s}: FAILED {exc!r}", file=sys.stderr, flush=True)
+                continue
+            rows.append(row)
+            write_rows(rows + failed, out)  # finished results are on disk as soon as they exist
+            print(f"{v} seed={s}: dev {row['dev_f1']:.2f} test {row['test_f1']:.2f} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
+
     print(f"command: python -m infnet.bench quality {' '.join(argv)}")
-    print(summarise(rows, args.variants))
+    print(summarise(rows, args.variants, args.reference))
+    for f in failed:
+        print(f"FAILED {f['variant']} seed={f['seed']}: {f['error']}")
     print(f"rows written to {out}")

@@ -192,7 +192,8 @@ class EnergyMethod(Method):
         y_hat = self.predict(x).requires_grad_(True)
         with torch.enable_grad():
             (g_local,) = torch.autograd.grad(self.energy.local_energy(h, y_hat).sum(), y_hat)
-            (g_global,) = torch.autograd.grad(self.energy.global_energy(y_hat).sum(), y_hat)
+            global_e = self.energy.global_energy(y_hat).sum()
+            g_global = torch.autograd.grad(global_e, y_hat)[0] if global_e.requires_grad else torch.zeros_like(y_hat)
         with torch.no_grad():
             gap = (self.energy(h, y) - self.energy(h, y_hat.detach())).mean()
         return {

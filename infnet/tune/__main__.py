@@ -1,0 +1,71 @@
+"""``python -m infnet.tune [overrides]``: run (or resume) a hyperparameter sweep.
+
+Examples::
+
+    python -m infnet.tune                                   # embedded default: synthetic data, implicit space
+    python -m infnet.tune search_space=ce tune.num_samples=32 tune.max_concurrent=4
+    python -m infnet.tune data=bibtex data.root=../shared/data/mulan tune.name=bibtex-implicit
+    python -m infnet.tune tune.resume=tune_results/bibtex-implicit     # after an interruption
+    python -m infnet.tune tune.address=auto tracking.uri=http://10.0.0.1:5000 tune.storage_path=/mnt/shared/tune
+
+Progress goes to stderr; stdout ends with a short summary and, as its last line, one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The human-readable end of a sweep: best trial, counts, where the results are, the MLflow UI."""
+    best = summary["best_config"]
+    lines = [
+        f"Trials: {summary['num_trials']} ({summary['num_completed']} completed, {summary['num_stopped']} stopped early, "
+        f"{summary['num_errored']} errored, {summary['num_interrupted']} unfinished)",
+    ]
+    if best is not None:
+        test = summary["best_test_metric"]
+        lines += [
+            f"Best trial {summary['best_trial_id']} ({summary['best_trial_status']}): dev_f1 {summary['best_dev_metric']:.2f}"
+            + (f", test_f1 {test:.2f}" if test is not None else ""),
+            "  " + " ".join(f"{k}={v}" for k, v in best.items()),
+        ]
+    lines += [
+        f"Results: {summary['results_path']}",
+        f"MLflow: experiment '{summary['mlflow_experiment']}', parent run {summary['mlflow_parent_run_id']} at {summary['mlflow_tracking_uri']}",
+        f"Open the MLflow UI: {summary['mlflow_ui']}",
+    ]
+    if summary["num_interrupted"]:
+        lines.append(f"Resume: {summary['resume_command']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    captured: list[list[str]] = []
+
+    @hydra.main(config_path="pkg://infnet.conf", config_name="tune", version_base="1.3")
+    def _parse(cfg: DictConfig) -> None:  # Hydra checks the overrides (and serves --help, --cfg)
+        captured.append(list(HydraConfig.get().overrides.task))
+
+    _parse()
+    if not captured:
+        return
+    from infnet.tune import prepare, run_sweep
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sweep = prepare(captured[0])
+    if sweep.resumed:
+        logging.getLogger("infnet.tune").warning("resuming sweep %s with its stored configuration", sweep.path)
+    summary = run_sweep(sweep)
+    print(summary_text(summary), flush=True)
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Driver-side Tune callbacks: close MLflow child runs, print one compact progress line per event.
+
+Both are module-level classes holding plain data: ``Tuner.restore`` unpickles them from ``tuner.pkl``.
+This module imports Ray; import it lazily.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ray import tune
+
+from infnet.tune.child_runs import ChildRuns, ended_status
+from infnet.tune.search import METRIC
+
+
+def error_text(trial: Any, limit: int = 500) -> str:
+    """The last line of the trial's error file (the exception), or ''."""
+    try:
+        with open(trial.error_file, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, TypeError):
+        return ""
+    return lines[-1][:limit] if lines else ""
+
+
+class ChildRunCloser(tune.Callback):
+    """Terminates the MLflow runs of trials stopped by the scheduler (KILLED) or errored (FAILED).
+
+    A trial stopped by ASHA never returns from ``tune.report``, so its own code cannot end its run; a
+    worker that died cannot either. Runs the trainable already ended are left alone.
+    """
+
+    def __init__(self, runs: ChildRuns) -> None:
+        self.runs = runs
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.runs.close(trial.trial_id, ended_status(trial.last_result))
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.runs.close(trial.trial_id, "error", error_text(trial))
+
+
+class ProgressPrinter(tune.Callback):
+    """One line on stderr per trial start, end, error and retry, with the sweep's best dev F1 so far."""
+
+    def __init__(self, num_samples: int, param_names: list[str]) -> None:
+        self.num_samples, self.param_names = num_samples, param_names
+        self.start = time.monotonic()
+
+    def setup(self, **info: Any) -> None:
+        self.start = time.monotonic()
+
+    def _line(self, trials: list[Any], trial: Any, event: str, ended: bool = True) -> None:
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + ended
+        scores = [t.last_result.get(METRIC) for t in trials if t.last_result.get("completed")]
+        best = f" best {max(scores):.2f}" if scores else ""
+        result = trial.last_result
+        metric = f" {METRIC}={result[METRIC]:.2f}@{result.get('epoch')}" if METRIC in result else ""
+        test = f" test_f1={result['test_f1']:.2f}" if "test_f1" in result else ""
+        params = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(trial.config[k])}" for k in self.param_names if k in trial.config)
+        print(f"[tune {time.monotonic() - self.start:6.0f}s {done}/{self.num_samples}{best}] {trial.trial_id} {event}"
+              f"{metric}{test} {params}", file=sys.stderr, flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._line(trials, trial, "started", ended=False)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._line(trials, trial, ended_status(trial.last_result))
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._line(trials, trial, f"ERROR ({error_text(trial, 120)})")
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._line(trials, trial, "failed; retrying from its last checkpoint", ended=False)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value).replace(" ", "")
+
+
+__all__ = ["ChildRunCloser", "ProgressPrinter", "error_text"]

@@ -1,0 +1,251 @@
+"""The sweep driver: Ray runtime, MLflow parent run, ``Tuner`` (new or restored), results and summary.
+
+``run_sweep(sweep)`` runs on the machine that launched ``python -m infnet.tune``. Trials run in Ray
+workers (:mod:`infnet.tune.trainable`); only the driver talks to Optuna. Order of events:
+
+1. create the MLflow store/experiment on the driver (a fresh SQLite store migrates its schema on
+   first contact; concurrent trials would race for it), open or reopen the sweep's parent run and
+   persist it in ``infnet_sweep.json``;
+2. start (or join, ``tune.address``) Ray; load the data once and ship it with ``tune.with_parameters``;
+3. ``Tuner.restore`` when Tune's ``experiment_state-*.json`` exists in the folder (``can_restore``
+   alone is true as soon as ``tuner.pkl`` exists), else a new ``Tuner``; ``fit()``;
+4. reconcile MLflow with Tune's final view, write ``results.parquet`` and ``best_config.json``, log
+   them to the parent run and end it (KILLED if trials are left unfinished, FINISHED otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from infnet.tracking import RunLogger, ensure_experiment, flatten
+from infnet.tune.child_runs import ERROR_TAG, TRIAL_TAG, ChildRuns
+from infnet.tune.sweep import Sweep, join, write_state
+
+log = logging.getLogger("infnet.tune")
+
+RESULTS_FILE = "results.parquet"
+BEST_FILE = "best_config.json"
+QUIET_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_AIR_NEW_OUTPUT": "0",  # the legacy output engine honours verbose=0 (progress: our ProgressPrinter)
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",  # trials keep the driver's working directory (relative paths stay valid)
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # a checkpoint per epoch is intended
+}
+
+
+def quiet_environment() -> None:
+    """Set ``QUIET_ENV`` defaults (before Ray starts: local workers inherit the environment)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def open_parent(sweep: Sweep) -> tuple[Sweep, RunLogger]:
+    """Create the MLflow experiment if needed and open the sweep's parent run (reopen it when resuming)."""
+    ensure_experiment(sweep.tracking_uri, sweep.experiment)
+    if sweep.parent_run_id is not None:
+        return sweep, RunLogger(sweep.tracking_uri, sweep.experiment, run_id=sweep.parent_run_id)
+    params = {"search_space": sweep.space.name, "base_overrides": list(sweep.space.base_overrides),
+              "method": sweep.cfg.method.name, "data": sweep.cfg.data.name, **flatten({"tune": dict(sweep.cfg.tune)})}
+    tags = {"infnet.entry": "tune", "infnet.sweep": sweep.name, "infnet.sweep_path": sweep.path,
+            "infnet.method": str(sweep.cfg.method.name), "infnet.data": str(sweep.cfg.data.name)}
+    parent = RunLogger(sweep.tracking_uri, sweep.experiment, run_name=sweep.name, params=params, tags=tags)
+    parent.log_dict(sweep.space.spec, "search_space.yaml")
+    parent.log_dict(OmegaConf.to_container(sweep.cfg, resolve=True), "sweep_config.yaml")
+    return sweep.with_parent(parent.run_id), parent
+
+
+def start_ray(tune_cfg: Any) -> bool:
+    """Start a local Ray runtime or join ``tune.address``; False if Ray was already initialised."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if tune_cfg.address:
+        ray.init(address=str(tune_cfg.address), **quiet)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a private local runtime
+        ray.init(num_cpus=tune_cfg.num_cpus, include_dashboard=False, **quiet)
+    return True
+
+
+def trial_resources(tune_cfg: Any) -> dict[str, float]:
+    """CPUs and GPUs per trial; GPUs only if the cluster has some (else trials would pend forever)."""
+    import ray
+
+    gpus = float(tune_cfg.gpus_per_trial)
+    if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        log.warning("tune.gpus_per_trial=%s but the Ray cluster has no GPU: requesting 0 GPUs", gpus)
+        gpus = 0.0
+    return {"cpu": float(tune_cfg.cpus_per_trial), "gpu": gpus}
+
+
+def trial_dirname(trial: Any) -> str:
+    """Trial folders are named by trial id (the default name embeds every sampled value)."""
+    return trial.trial_id
+
+
+def make_tuner(sweep: Sweep, runs: ChildRuns) -> Any:
+    """A restored ``Tuner`` when Tune's experiment state exists in the sweep folder, else a new one."""
+    from ray import tune
+
+    from infnet.data import load_mlc
+    from infnet.tune.callbacks import ChildRunCloser, ProgressPrinter
+    from infnet.tune.search import METRIC, MODE, make_scheduler, make_searcher
+    from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
+
+    t = sweep.cfg.tune
+    settings = TrialSettings(runs, t.fault_injection.crash_after_epoch)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=load_mlc(sweep.cfg.data), space=sweep.space, settings=settings),
+        trial_resources(t),
+    )
+    if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):
+        return tune.Tuner.restore(sweep.path, trainable, resume_errored=bool(t.resume_errored))
+    method = sweep.cfg.method
+    return tune.Tuner(
+        trainable,
+        param_space={BASE_KEY: sweep.training_config()},
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, num_samples=int(t.num_samples), max_concurrent_trials=t.max_concurrent,
+            search_alg=make_searcher(t, sweep.space, study_name=sweep.name),
+            scheduler=make_scheduler(t, int(sweep.cfg.trainer.max_epochs), int(method.get("pretrain_epochs", 0))),
+            trial_dirname_creator=trial_dirname, reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep.name, storage_path=sweep.storage_path, verbose=0,
+            callbacks=[ChildRunCloser(runs), ProgressPrinter(int(t.num_samples), sweep.space.names)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=int(t.checkpoints_to_keep)),
+            failure_config=tune.FailureConfig(max_failures=int(t.max_failures)),
+        ),
+    )
+
+
+def has_experiment_state(path: str) -> bool:
+    """Whether Tune saved an experiment snapshot (``experiment_state-*.json``) in ``path``."""
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(path)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
+
+
+def mlflow_ui_command(uri: str) -> str:
+    """How to open the MLflow UI on ``uri``."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} (the tracking server serves the UI)"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000  # then open http://127.0.0.1:5000"
+
+
+def run_sweep(sweep: Sweep) -> dict[str, Any]:
+    """Run (or resume) ``sweep`` to the end; returns the summary (the CLI's last stdout line)."""
+    quiet_environment()
+    start = time.time()
+    sweep, parent = open_parent(sweep)
+    write_state(sweep)
+    runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name)
+    started_ray = start_ray(sweep.cfg.tune)
+    try:
+        make_tuner(sweep, runs).fit()
+        summary = finish(sweep, runs, parent)
+    except BaseException:
+        parent.end("KILLED")
+        raise
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return {**summary, "wall_seconds": time.time() - start}
+
+
+def collect(sweep: Sweep, runs: ChildRuns) -> tuple[list[dict[str, Any]], int]:
+    """Tune's final view of every trial as table rows, after making MLflow agree with it (runs still
+    RUNNING are closed, orphans deleted); returns the rows and the number of deleted orphan runs."""
+    from ray import tune
+
+    from infnet.tune.callbacks import error_text
+    from infnet.tune.results import trial_rows, trial_status
+
+    trials = tune.ExperimentAnalysis(sweep.path).trials
+    statuses = {t.trial_id: trial_status(t) for t in trials}
+    deleted = runs.reconcile(statuses)
+    child = {r.data.tags[TRIAL_TAG]: r for r in runs.all()}
+    errors = {}
+    for t in trials:
+        if statuses[t.trial_id] == "error":
+            tag = child[t.trial_id].data.tags.get(ERROR_TAG) if t.trial_id in child else None
+            errors[t.trial_id] = tag or error_text(t)
+    return trial_rows(trials, sweep.space, {k: r.info.run_id for k, r in child.items()}, errors), deleted
+
+
+def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int) -> dict[str, Any]:
+    """The summary printed as the CLI's last line (best trial on dev, counts, where results are)."""
+    from infnet.tune.results import best_row
+
+    best = best_row(rows) or {}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "error", "interrupted")}
+    return {
+        "best_config": sweep.space.decode({k: best[k] for k in sweep.space.names if best[k] is not None}) if best else None,
+        "best_dev_metric": best.get("dev_f1"),
+        "best_test_metric": best.get("test_f1"),
+        "metric": "dev_f1 = best dev example-F1 (%) of a trial; test_f1 at its dev-tuned threshold",
+        "best_trial_id": best.get("trial_id"),
+        "best_trial_status": best.get("status"),
+        "best_mlflow_run_id": best.get("mlflow_run_id"),
+        "num_trials": len(rows),
+        "num_completed": counts["completed"],
+        "num_stopped": counts["stopped"],
+        "num_errored": counts["error"],
+        "num_interrupted": counts["interrupted"],
+        "results_path": join(sweep.path, RESULTS_FILE),
+        "experiment_path": sweep.path,
+        "resumed": sweep.resumed,
+        "resume_command": f"python -m infnet.tune tune.resume={sweep.path}",
+        "mlflow_tracking_uri": sweep.tracking_uri,
+        "mlflow_experiment": sweep.experiment,
+        "mlflow_parent_run_id": sweep.parent_run_id,
+        "mlflow_deleted_orphan_runs": deleted,
+        "mlflow_ui": mlflow_ui_command(sweep.tracking_uri),
+    }
+
+
+def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
+    """Write ``results.parquet`` and ``best_config.json`` (sweep folder and parent-run artifacts), log
+    the parent's metrics and end it (KILLED if trials are unfinished); returns the summary."""
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    from infnet.tune.results import results_table
+
+    rows, deleted = collect(sweep, runs)
+    summary = summarize(sweep, rows, deleted)
+    best = {k: summary[k] for k in ("best_config", "best_dev_metric", "best_test_metric", "best_trial_id", "best_mlflow_run_id")}
+    table = results_table(rows, sweep.space)
+    fs, root = pyarrow.fs.FileSystem.from_uri(sweep.path)
+    pq.write_table(table, join(root, RESULTS_FILE), filesystem=fs)
+    with fs.open_output_stream(join(root, BEST_FILE)) as f:
+        f.write(json.dumps(best, indent=1).encode())
+    with tempfile.TemporaryDirectory() as d:
+        pq.write_table(table, Path(d) / RESULTS_FILE)
+        parent.log_file(Path(d) / RESULTS_FILE)
+    parent.log_dict(best, BEST_FILE)
+    metrics = {f"num_{k}": float(summary[f"num_{k}"]) for k in ("trials", "completed", "stopped", "errored", "interrupted")}
+    metrics.update({f"best/{k}": v for k, v in (("dev_f1", best["best_dev_metric"]), ("test_f1", best["best_test_metric"])) if v is not None})
+    parent.log_metrics(metrics)
+    unfinished = summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples)
+    parent.end("KILLED" if unfinished else "FINISHED")
+    return summary
+
+
+__all__ = ["mlflow_ui_command", "quiet_environment", "run_sweep"]

@@ -1,0 +1,95 @@
+"""The sweep's results table: one row per Tune trial, written as Parquet (pyarrow).
+
+Columns: ``trial_id``, ``status`` (completed | stopped | error | interrupted, see
+:mod:`infnet.tune.child_runs`), one column per search-space parameter (the sampled value; list
+choices as their JSON string; null where a conditional parameter was inactive), ``dev_f1`` (best dev
+F1 %, the metric), ``test_f1`` and ``test_f1_at_0.5`` (completed trials only), ``epochs`` run,
+``train_seconds`` (training time inside the loop), ``wall_seconds`` (the trial's time in Tune),
+``finished_at`` (unix time of its last result), ``failures`` (failed attempts, retried or final),
+``start_epoch`` (the epoch the trial's last attempt resumed from a checkpoint; 0: never resumed), ``error``,
+``mlflow_run_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from infnet.search_space import Param, SearchSpace
+from infnet.tune.child_runs import ended_status
+
+def trial_status(trial: Any) -> str:
+    """completed | stopped | error | interrupted (pending/running/paused when the sweep ended)."""
+    if trial.status == "ERROR":
+        return "error"
+    return ended_status(trial.last_result) if trial.status == "TERMINATED" else "interrupted"
+
+
+def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str], errors: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One row per ``ray.tune.experiment.Trial`` (sorted by trial id); see the module docstring."""
+    rows = []
+    for t in sorted(trials, key=lambda t: t.trial_id):
+        r = t.last_result or {}
+        completed = bool(r.get("completed"))
+        rows.append({
+            "trial_id": t.trial_id,
+            "status": trial_status(t),
+            **{name: t.config.get(name) for name in space.names},
+            "dev_f1": r.get("dev_f1"),
+            "test_f1": r.get("test_f1") if completed else None,
+            "test_f1_at_0.5": r.get("test_f1_at_0.5") if completed else None,
+            "epochs": r.get("epoch"),
+            "train_seconds": r.get("train_seconds"),
+            "wall_seconds": r.get("time_total_s"),
+            "finished_at": r.get("timestamp"),
+            "failures": int(t.num_failures),
+            "start_epoch": r.get("start_epoch"),
+            "error": errors.get(t.trial_id),
+            "mlflow_run_id": run_ids.get(t.trial_id),
+        })
+    return rows
+
+
+def _param_type(p: Param) -> pa.DataType:
+    if p.type == "int":
+        return pa.int64()
+    if p.type == "float":
+        return pa.float64()
+    values = [c for c in p.choices if c is not None]
+    if all(isinstance(c, bool) for c in values):
+        return pa.bool_()
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in values):
+        return pa.int64()
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in values):
+        return pa.float64()
+    return pa.string()
+
+
+def results_table(rows: list[dict[str, Any]], space: SearchSpace) -> pa.Table:
+    """The rows as an Arrow table with a fixed schema (parameter columns typed by their distribution)."""
+    fields = [pa.field("trial_id", pa.string()), pa.field("status", pa.string())]
+    fields += [pa.field(p.name, _param_type(p)) for p in space.params]
+    fields += [pa.field(k, pa.float64()) for k in ("dev_f1", "test_f1", "test_f1_at_0.5")]
+    fields += [pa.field("epochs", pa.int64()), pa.field("train_seconds", pa.float64()), pa.field("wall_seconds", pa.float64()),
+               pa.field("finished_at", pa.float64()), pa.field("failures", pa.int64()), pa.field("start_epoch", pa.int64()),
+               pa.field("error", pa.string()),
+               pa.field("mlflow_run_id", pa.string())]
+    schema = pa.schema(fields)
+    strings = {f.name for f in fields if f.type == pa.string() and f.name in space.names}
+    cleaned = [{k: (str(v) if k in strings and v is not None else v) for k, v in row.items()} for row in rows]
+    return pa.Table.from_pylist(cleaned, schema=schema)
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The completed trial with the highest dev F1 (model selection on dev only); if no trial
+    completed, the highest partial dev F1; None if no trial reported anything."""
+    for pool in ([r for r in rows if r["status"] == "completed"], rows):
+        scored = [r for r in pool if r["dev_f1"] is not None]
+        if scored:
+            return max(scored, key=lambda r: r["dev_f1"])
+    return None
+
+
+__all__ = ["best_row", "results_table", "trial_rows", "trial_status"]

@@ -1,0 +1,165 @@
+"""What a sweep is (composed config, search space, experiment location) and how it is persisted.
+
+``prepare(overrides)`` turns command-line overrides into a :class:`Sweep`:
+
+1. compose ``infnet/conf/tune.yaml`` with the overrides; find the experiment folder
+   ``<tune.storage_path>/<tune.name>`` (or ``tune.resume``);
+2. if that folder holds ``infnet_sweep.json``, the sweep exists: it is resumed with its stored
+   config, search space and MLflow parent run (the command line's other overrides are ignored);
+3. otherwise load the search space, compose again with its ``base_overrides`` placed before the
+   command line's overrides (so the command line wins), and check the space against that config.
+
+``infnet_sweep.json`` is written next to Tune's experiment state before the first trial starts.
+Storage may be a local path (made absolute) or a URI that ``pyarrow.fs`` understands (``s3://``...).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from infnet.search_space import SearchSpace, load_search_space, merge_overrides, parse_search_space
+from infnet.tracking import resolve_uri
+
+STATE_FILE = "infnet_sweep.json"
+FORMAT = "infnet-sweep-1"
+
+ComposeFn = Callable[[Sequence[str], str], DictConfig]
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be started or resumed as asked."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep ready to run: ``cfg`` (the composed tune config, with ``tune.name`` and an absolute
+    ``tune.storage_path``), its search space, the experiment folder ``path`` (local path or URI), the
+    resolved MLflow ``tracking_uri``, and the MLflow ``parent_run_id`` (persisted; None until the
+    driver opens it for a new sweep). ``resumed``: the sweep was found in its folder."""
+
+    cfg: DictConfig
+    space: SearchSpace
+    path: str
+    tracking_uri: str
+    parent_run_id: str | None = None
+    resumed: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.cfg.tune.name)
+
+    @property
+    def storage_path(self) -> str:
+        return str(self.cfg.tune.storage_path)
+
+    @property
+    def experiment(self) -> str:
+        return str(self.cfg.tracking.experiment)
+
+    def training_config(self) -> dict[str, Any]:
+        """The resolved training config every trial starts from (no ``tune``/``search_space`` keys)."""
+        base = OmegaConf.to_container(self.cfg, resolve=True)
+        for key in ("tune", "search_space"):
+            base.pop(key, None)
+        if base["trainer"].get("num_threads") is None:
+            base["trainer"]["num_threads"] = int(self.cfg.tune.cpus_per_trial)
+        return base
+
+    def with_parent(self, run_id: str) -> "Sweep":
+        return replace(self, parent_run_id=run_id)
+
+
+def default_compose(overrides: Sequence[str], config_name: str) -> DictConfig:
+    from infnet.compose import compose
+
+    return compose(overrides, config_name)
+
+
+def absolute_storage(storage_path: str) -> str:
+    """A URI is kept; a local path is made absolute (Ray rejects relative storage paths)."""
+    return storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
+
+
+def join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}"
+
+
+def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compose) -> Sweep:
+    """The sweep that ``python -m infnet.tune <overrides>`` runs (new or resumed); see the module docstring."""
+    first = compose_fn(list(overrides), "tune")
+    if first.tune.resume:
+        path = absolute_storage(str(first.tune.resume)).rstrip("/")
+        stored = read_state(path)
+        if stored is None:
+            raise SweepError(f"tune.resume={first.tune.resume}: no {STATE_FILE} in {path}: not an infnet sweep")
+        return from_state(stored, path)
+    storage = absolute_storage(str(first.tune.storage_path))
+    if first.tune.name:
+        path = join(storage, str(first.tune.name))
+        if (stored := read_state(path)) is not None:
+            return from_state(stored, path)
+    space = load_search_space(str(first.search_space), check=False)
+    cfg = compose_fn(merge_overrides(space.base_overrides, overrides), "tune")
+    space.check(cfg)
+    name = str(cfg.tune.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
+    OmegaConf.update(cfg, "tune.name", name)
+    OmegaConf.update(cfg, "tune.storage_path", storage)
+    return Sweep(cfg, space, join(storage, name), resolve_uri(cfg.tracking.uri))
+
+
+def from_state(state: dict[str, Any], path: str) -> Sweep:
+    """The sweep stored in ``state`` (the content of ``infnet_sweep.json`` found in ``path``)."""
+    if state.get("format") != FORMAT:
+        raise SweepError(f"{join(path, STATE_FILE)}: unknown format {state.get('format')!r}")
+    cfg = OmegaConf.create(state["config"])
+    OmegaConf.update(cfg, "tune.storage_path", path.rsplit("/", 1)[0])
+    OmegaConf.update(cfg, "tune.name", path.rsplit("/", 1)[1])
+    space_state = state["search_space"]
+    space = parse_search_space(space_state["spec"], space_state["name"], space_state["source"])
+    return Sweep(cfg, space, path, state["tracking_uri"], state["parent_run_id"], resumed=True)
+
+
+def _fs(path: str) -> tuple[Any, str]:
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(path)
+
+
+def read_state(path: str) -> dict[str, Any] | None:
+    """The content of ``<path>/infnet_sweep.json``, or None if there is none."""
+    import pyarrow.fs
+
+    fs, root = _fs(path)
+    file = join(root, STATE_FILE)
+    if fs.get_file_info(file).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(file) as f:
+        return json.loads(f.read().decode())
+
+
+def write_state(sweep: Sweep) -> None:
+    """Persist ``sweep`` (config, space, tracking, parent run) as ``<path>/infnet_sweep.json``."""
+    assert sweep.parent_run_id is not None
+    state = {
+        "format": FORMAT,
+        "config": OmegaConf.to_container(sweep.cfg, resolve=True),
+        "search_space": {"name": sweep.space.name, "source": sweep.space.source, "spec": sweep.space.spec},
+        "tracking_uri": sweep.tracking_uri,
+        "experiment": sweep.experiment,
+        "parent_run_id": sweep.parent_run_id,
+    }
+    fs, root = _fs(sweep.path)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(join(root, STATE_FILE)) as f:
+        f.write(json.dumps(state, indent=1).encode())
+
+
+__all__ = ["STATE_FILE", "Sweep", "SweepError", "prepare", "read_state", "write_state"]

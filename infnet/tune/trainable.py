@@ -1,0 +1,152 @@
+"""The Ray Tune trainable: one trial = one ``infnet.train.run_training`` (the CLI's code path).
+
+The trial's config is ``{"base": <resolved training config>, "<dotted key>": <sampled value>, ...}``
+(Optuna's dotted names are left flat by Ray, which only unflattens on "/"). The trial applies the
+sampled values to the base config, opens (or reopens) its MLflow child run, resumes from its Tune
+checkpoint if there is one, and reports every epoch to Tune:
+
+    dev_f1        best dev F1 (%) so far -- the metric Optuna and ASHA see (monotone, and equal to the
+                  dev F1 of the model the trial would deliver if stopped now; during a method's CE
+                  pretraining it is the pretraining's best, and ASHA's grace period covers that phase)
+    dev_f1_epoch  this epoch's dev F1 (%);  epoch: epochs done;  main_phase: 0 during CE pretraining
+    train_seconds, start_epoch (the epoch this attempt resumed from; 0 for a fresh start)
+
+with a checkpoint (the ``LoopState``) every epoch except the last: the last epoch is reported after
+the test evaluation, together with ``test_f1``, ``test_f1_at_0.5`` and ``completed=1`` (ASHA stops a
+trial at the report that reaches ``max_t``, so nothing may follow that report).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from infnet.config import ConfigError
+from infnet.data.types import MLCDataset
+from infnet.loop import LoopState, TrainingDiverged
+from infnet.search_space import SearchSpace
+from infnet.tune.child_runs import ERROR_TAG, RESULT_TAG, STATUS_TAG, ChildRuns
+
+BASE_KEY = "base"
+CHECKPOINT_FILE = "loop_state.pt"
+#: Failures that repeat when the trial is retried from its checkpoint: a retry (``tune.max_failures``,
+#: meant for lost workers) re-raises them at once instead of training again.
+DETERMINISTIC = {"TrainingDiverged": TrainingDiverged, "ConfigError": ConfigError}
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares besides data and space (plain data: it pickles)."""
+
+    runs: ChildRuns
+    crash_after_epoch: int | None = None  # fault injection (tests): first attempt os._exit()s after this epoch
+
+
+class EpochReporter:
+    """``on_epoch`` callback of ``run_training``: reports each epoch to Tune with a checkpoint."""
+
+    def __init__(self, max_epochs: int, start_epoch: int, crash_after_epoch: int | None) -> None:
+        self.max_epochs, self.start_epoch, self.crash_after_epoch = max_epochs, start_epoch, crash_after_epoch
+        self.last: dict[str, float] = {}
+
+    def row(self, metrics: dict[str, float], state: LoopState) -> dict[str, float]:
+        """The Tune result of one epoch (see the module docstring)."""
+        return {
+            "dev_f1": 100 * metrics["dev/best_f1"],
+            "dev_f1_epoch": 100 * metrics["dev/f1"],
+            "epoch": state.epoch,
+            "main_phase": metrics["phase_main"],
+            "train_seconds": state.train_seconds,
+            "start_epoch": self.start_epoch,
+        }
+
+    def __call__(self, epoch: int, metrics: dict[str, float], state: LoopState) -> None:
+        from ray import tune
+
+        self.last = self.row(metrics, state)
+        if state.epoch >= self.max_epochs:
+            return  # reported by ``final`` with the test metrics
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / CHECKPOINT_FILE)
+            tune.report(self.last, checkpoint=tune.Checkpoint.from_directory(d))
+        if self.crash_after_epoch == state.epoch and self.start_epoch == 0:
+            os._exit(1)  # fault injection: the worker dies; Tune retries from the checkpoint just written
+
+    def final(self, result: dict[str, Any]) -> dict[str, float]:
+        """The last Tune result: the last epoch's row with the run's final metrics."""
+        return {
+            **self.last,
+            "dev_f1": result["dev_f1"],
+            "test_f1": result["test_f1"],
+            "test_f1_at_0.5": result["test_f1_at_0.5"],
+            "epoch": result["epochs"],
+            "train_seconds": result["train_seconds"],
+            "completed": 1,
+        }
+
+
+def load_checkpoint() -> LoopState | None:
+    """The ``LoopState`` of this trial's latest Tune checkpoint, or None on a fresh start."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+
+def replay_outcome(tags: dict[str, str]) -> bool:
+    """When an earlier attempt of this trial already ended (its MLflow run's tags say so): report its
+    final result again if it completed (the driver was restarted before Tune recorded the end) and
+    return True, or re-raise a deterministic failure instead of training again. False otherwise."""
+    from ray import tune
+
+    status = tags.get(STATUS_TAG)
+    if status == "completed":
+        tune.report(json.loads(tags[RESULT_TAG]))
+        return True
+    if status == "error":
+        kind, _, message = tags.get(ERROR_TAG, "").partition(": ")
+        if kind in DETERMINISTIC:
+            raise DETERMINISTIC[kind](f"{message} (raised by an earlier attempt; not retried)")
+    return False
+
+
+def train_trial(config: dict[str, Any], *, data: MLCDataset, space: SearchSpace, settings: TrialSettings) -> None:
+    """Ray Tune function trainable (bound with ``tune.with_parameters(data=, space=, settings=)``)."""
+    from ray import tune
+
+    from infnet.train import run_training
+
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    sampled = {k: v for k, v in config.items() if k != BASE_KEY}
+    existing = settings.runs.find(trial_id)
+    if existing is not None and replay_outcome(existing.data.tags):
+        return
+    cfg = space.apply(config[BASE_KEY], sampled)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    tags = {"infnet.method": str(cfg.method.name), "infnet.data": str(cfg.data.name),
+            "infnet.sampled": json.dumps(space.decode(sampled))}
+    logger = settings.runs.start(trial_id, ctx.get_trial_name(), container, tags, existing)
+    state = load_checkpoint()
+    reporter = EpochReporter(int(cfg.trainer.max_epochs), state.epoch if state else 0, settings.crash_after_epoch)
+    try:
+        result = run_training(cfg, data=data, on_epoch=reporter, state=state, run_logger=logger, verbose=False)
+    except Exception as exc:
+        settings.runs.finish(logger.run_id, "error", {ERROR_TAG: f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+    final = reporter.final(result)
+    settings.runs.finish(logger.run_id, "completed", {RESULT_TAG: json.dumps(final)})
+    tune.report(final)
+
+
+__all__ = ["BASE_KEY", "EpochReporter", "TrialSettings", "train_trial"]

@@ -1,0 +1,102 @@
+"""``python -m infnet.tune`` as a subprocess: a driver killed (SIGKILL) mid-sweep is resumed without
+losing or duplicating trials or MLflow runs; re-running a finished sweep's command changes nothing;
+the embedded default (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pyarrow.parquet as pq
+import pytest
+
+SMALL = ["data.n_train=1000", "data.n_dev=200", "data.n_test=200", "trainer.max_epochs=8", "method.pretrain_epochs=4",
+         "tracking.log_model=false", "trainer.pretrain_cache=false"]  # TEMP
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+
+
+def tune_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infnet.tune", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def child_runs(uri: str, parent_run_id: str) -> list:
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("infnet-sweep")
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def finished_child_runs(uri: str, state_file: Path) -> list:
+    if not state_file.exists():
+        return []
+    parent = json.loads(state_file.read_text())["parent_run_id"]
+    return [r for r in child_runs(uri, parent) if r.info.status == "FINISHED"]
+
+
+def test_killed_driver_resumes_without_losing_or_duplicating(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "runs" / "killed"
+    args = [*SMALL, "tune.num_samples=4", "tune.max_concurrent=2", "tune.scheduler=none", "tune.name=killed",
+            f"tune.storage_path={tmp_path / 'runs'}", f"tracking.uri={uri}", f"data.cache_dir={tmp_path / 'cache'}"]
+    driver = subprocess.Popen([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=ENV, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not finished_child_runs(uri, path / "infnet_sweep.json") and time.monotonic() < deadline:
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        driver.send_signal(signal.SIGKILL)  # the driver only; Ray's processes share its fate
+        driver.wait()
+    time.sleep(2)
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)  # anything of that session still alive (not the test's own group)
+    except ProcessLookupError:
+        pass
+    parent_id = json.loads((path / "infnet_sweep.json").read_text())["parent_run_id"]
+    before = {r.data.tags["ray_trial_id"]: r.info.run_id for r in finished_child_runs(uri, path / "infnet_sweep.json")}
+    assert 1 <= len(before) < 4, "killed mid-sweep"
+
+    resumed = tune_cli([f"tune.resume={path}"], tmp_path)
+    summary = last_json(resumed)
+    assert summary["resumed"] and summary["mlflow_parent_run_id"] == parent_id
+    assert summary["num_trials"] == summary["num_completed"] == 4 and summary["num_errored"] == 0
+    assert f"mlflow ui --backend-store-uri {uri}" in resumed.stdout and "Best trial" in resumed.stdout
+    table = pq.read_table(summary["results_path"]).to_pylist()
+    assert len({r["trial_id"] for r in table}) == 4 and {r["status"] for r in table} == {"completed"}
+    runs = child_runs(uri, parent_id)
+    by_trial = {r.data.tags["ray_trial_id"]: r for r in runs}
+    assert len(runs) == len(by_trial) == 4 and set(by_trial) == {r["trial_id"] for r in table}
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert all(by_trial[t].info.run_id == run_id for t, run_id in before.items())  # finished trials kept, not redone
+    client = mlflow.MlflowClient(uri)
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+    again = last_json(tune_cli(args, tmp_path))  # the original command again: the sweep is found and already done
+    assert again["resumed"] and again["mlflow_parent_run_id"] == parent_id and again["num_completed"] == 4
+    assert len(child_runs(uri, parent_id)) == 4
+    assert len(client.search_runs([client.get_experiment_by_name("infnet-sweep").experiment_id], "attributes.run_name = 'killed'")) == 1
+
+
+@pytest.mark.slow
+def test_embedded_default(tmp_path: Path) -> None:
+    proc = tune_cli([], tmp_path, timeout=600)
+    summary = last_json(proc)
+    assert {"best_config", "best_dev_metric", "best_test_metric", "num_trials", "num_errored", "results_path",
+            "mlflow_experiment", "mlflow_parent_run_id"} <= set(summary)
+    assert summary["num_trials"] == 8 and summary["best_test_metric"] > 50
+    assert Path(summary["results_path"]).is_relative_to(tmp_path / "tune_results") and (tmp_path / "mlflow.db").exists()
+    assert "[tune" in proc.stderr and f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in proc.stdout
