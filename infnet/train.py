@@ -112,6 +112,8 @@ def run_training(
         "train_seconds": state.train_seconds,
         "device": str(device),
     }
+    best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
+    result.update({k.replace("/", "_"): v for k, v in best.items() if k.startswith("energy/")})
     test = test_metrics(method, data, state, device)
     result.update({"test_f1": 100 * test["test/f1"], "test_f1_at_0.5": 100 * test["test/f1_at_0.5"]})
     if run_logger is not None:

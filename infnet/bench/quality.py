@@ -43,6 +43,12 @@ def run_one(overrides: list[str]) -> dict[str, Any]:
     return result
 
 
+def mean_of(runs: list[dict[str, Any]], key: str, fmt: str) -> str:
+    """Mean of ``key`` over the runs that have it, formatted; '-' when none has it."""
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return format(statistics.mean(values), fmt) if values else "-"
+
+
 def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = "ce") -> str:
     """Markdown table: mean ± sd per variant and paired (same seed) differences against ``reference``."""
     by = {v: {r["seed"]: r for r in rows if r["variant"] == v} for v in variants}
@@ -63,6 +69,7 @@ def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = 
         lines.append(
             f"| {v} | {len(runs)} | {statistics.mean(r['dev_f1'] for r in runs):.2f} | {ms([r['test_f1'] for r in runs])} "
             f"| {statistics.mean(r['test_f1_at_0.5'] for r in runs):.2f} | {ms(diffs) if diffs and v != reference else '-'} "
+            f"| {mean_of(runs, 'energy_grad_ratio_global_local', '.3f')} | {mean_of(runs, 'energy_gold_minus_pred', '.2f')} "
             f"| {statistics.mean(r['wall_seconds'] for r in runs):.0f} |"
         )
     return "\n".join(lines)
@@ -73,8 +80,9 @@ def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist alone keeps only the first row's keys
     tmp = out.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), tmp)
     tmp.replace(out)
 
 
