@@ -67,6 +67,21 @@ def evaluate(method: Method, split: MLCSplit, device: torch.device) -> torch.Ten
     return evaluate_fn(method.predict, split, device).cpu()
 
 
+PRETRAIN_KEYS = ("infnet", "opt_infnet", "main")
+
+
+def pretrain_part(state: LoopState) -> LoopState:
+    """A copy of ``state`` whose method states keep only what pretraining trains (the inference
+    network and its optimiser), so that it can seed any method and any energy configuration."""
+
+    def keep(d: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if d is None else {k: v for k, v in d.items() if k in PRETRAIN_KEYS}
+
+    part = copy.deepcopy(state)
+    part.method_state, part.pretrain_best_state = keep(part.method_state), keep(part.pretrain_best_state)
+    return part
+
+
 def _check_finite(stats: dict[str, float], epoch: int) -> None:
     bad = {k: v for k, v in stats.items() if k.startswith("loss/") and not math.isfinite(v)}
     if bad:
@@ -102,7 +117,7 @@ def fit(
         start = time.perf_counter()
         if not method.main and epoch == method.pretrain_epochs:
             if pretrain_cache is not None and state.method_state is not None:
-                pretrain_cache.save({"state": copy.deepcopy(state), "rng": torch.get_rng_state()})
+                pretrain_cache.save({"state": pretrain_part(state), "rng": torch.get_rng_state()})
             method.load_state_dict(state.pretrain_best_state or method.state_dict())
             method.begin_main()
         rng = np.random.default_rng([seed, epoch])

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from infnet.data.cache import cache_root
 from infnet.data.types import MLCDataset
 
-FORMAT = "infnet-pretrain-2"  # bump whenever pretraining itself changes
+FORMAT = "infnet-pretrain-3"  # bump whenever pretraining itself changes
 
 
 def pretrain_key(cfg: DictConfig, data: MLCDataset) -> str:

@@ -20,7 +20,7 @@ PRETRAIN = ["method.pretrain_epochs=2"]
 
 
 def _overrides(method: str, uri: str) -> list[str]:
-    extra = [] if method == "ce" else PRETRAIN
+    extra = [] if method == "ce" else list(PRETRAIN)
     if method == "implicit":
         extra += ["method.inner_steps=3"]
     return [f"method={method}", f"tracking.uri={uri}", *SMALL, *extra]
@@ -114,3 +114,18 @@ def test_pretrain_cache_reproduces_the_uncached_run(tmp_path: Path) -> None:
         assert plain[key] == first[key] == second[key], key
     other_seed = run_training(compose([*base, "trainer.pretrain_cache=true", "trainer.seed=1"]), verbose=False)
     assert len(list((tmp_path / "pretrain").glob("*.pt"))) == 2 and other_seed["test_f1"] != plain["test_f1"]
+
+
+def test_pretrain_cache_is_shared_across_methods_and_energy_sizes(tmp_path: Path) -> None:
+    from infnet.train import run_training
+
+    cache = [f"data.cache_dir={tmp_path}", "trainer.pretrain_cache=true"]
+    run_training(compose([*_overrides("implicit", "unused"), *cache]), verbose=False)
+    for overrides in (
+        [*_overrides("implicit", "unused"), "model.energy.label_hidden=5", "model.energy.depth=2"],
+        _overrides("spen", "unused"),
+    ):
+        uncached = run_training(compose([*overrides, *cache, "trainer.pretrain_cache=false"]), verbose=False)
+        cached = run_training(compose([*overrides, *cache]), verbose=False)
+        assert cached["test_f1"] == uncached["test_f1"] and cached["dev_f1"] == uncached["dev_f1"]
+    assert len(list((tmp_path / "pretrain").glob("*.pt"))) == 1

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 SMALL = ["data.n_train=1000", "data.n_dev=200", "data.n_test=200", "trainer.max_epochs=8", "method.pretrain_epochs=4",
-         "tracking.log_model=false", "trainer.pretrain_cache=false"]  # TEMP
+         "tracking.log_model=false"]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
 
 

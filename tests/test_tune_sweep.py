@@ -8,7 +8,6 @@ while the sweep goes on, and a worker that dies mid-trial and resumes from its c
 from __future__ import annotations
 
 import glob
-import os
 import pickle
 from pathlib import Path
 
@@ -19,18 +18,16 @@ import pytest
 from infnet.tune import prepare, run_sweep
 
 TINY = ["data.n_train=300", "data.n_dev=200", "data.n_test=100", "trainer.max_epochs=6", "method.pretrain_epochs=3",
-        "method.inner_steps=2", "tracking.log_model=false", "trainer.pretrain_cache=false"]  # TEMP
+        "method.inner_steps=2", "tracking.log_model=false"]
 
 
 @pytest.fixture(scope="module")
 def ray_runtime():
     import ray
 
-    from infnet.tune.driver import quiet_environment
+    from infnet.tune.driver import start_ray
 
-    quiet_environment()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray(num_cpus=2)  # shared by the sweeps of this module (run_sweep leaves it running)
     yield
     ray.shutdown()
 
@@ -50,6 +47,7 @@ def epochs_logged(client: mlflow.MlflowClient, run_id: str) -> list[int]:
     return [m.step for m in client.get_metric_history(run_id, "dev/f1")]
 
 
+@pytest.mark.filterwarnings("ignore:Fixed parameter:UserWarning")  # the NaN point lies outside the range
 def test_sweep_with_asha_and_a_diverging_trial(ray_runtime, tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(
@@ -92,11 +90,10 @@ def test_sweep_with_asha_and_a_diverging_trial(ray_runtime, tmp_path: Path) -> N
         assert run.info.status == expected[r["status"]] and run.data.tags["infnet.status"] == r["status"]
         assert run.info.run_id == r["mlflow_run_id"]
         assert run.data.params["method.lr_energy"] == str(r["method.lr_energy"])
-        steps = epochs_logged(client, run.info.run_id)
-        assert steps == sorted(set(steps)) and len(steps) >= 3  # one value per epoch
+        steps = epochs_logged(client, run.info.run_id)  # one value per epoch; from epoch 3 if the CE
+        assert steps == list(range(steps[0], r["epochs"])) and steps[0] in (0, 3)  # pretraining came from the cache
         if r["status"] == "completed":
-            assert steps == list(range(6)) and "test/f1" in run.data.metrics
-            assert "train/solver/iterations" in run.data.metrics  # solver diagnostics per epoch
+            assert "test/f1" in run.data.metrics and "train/solver/iterations" in run.data.metrics  # solver diagnostics
     assert "TrainingDiverged" in runs[bad["trial_id"]].data.tags["infnet.error"]
 
     parent = client.get_run(summary["mlflow_parent_run_id"])
@@ -128,4 +125,5 @@ def test_worker_death_resumes_from_checkpoint(ray_runtime, tmp_path: Path) -> No
         assert r["failures"] == 1 and r["start_epoch"] == 4 and r["epochs"] == 6  # resumed after epoch 4
         run = runs[r["trial_id"]]
         assert run.info.status == "FINISHED"
-        assert epochs_logged(client, run.info.run_id) == list(range(6))  # no epoch was trained twice
+        steps = epochs_logged(client, run.info.run_id)
+        assert steps == list(range(steps[0], 6)) and steps[0] in (0, 3)  # no epoch was trained twice

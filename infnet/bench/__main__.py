@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    commands = {"quality": "infnet.bench.quality", "hypergrad": "infnet.bench.hypergrad", "data": "infnet.bench.data"}
+    commands = {"quality": "infnet.bench.quality", "hypergrad": "infnet.bench.hypergrad", "data": "infnet.bench.data", "tune": "infnet.bench.tune"}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python -m infnet.bench <{'|'.join(commands)}> [options]  (each has --help)")
     import importlib

@@ -87,7 +87,15 @@ class Method:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Relaxed prediction x (B, D) -> y (B, L) in [0, 1] (eval mode)."""
+        """Relaxed prediction x (B, D) -> y (B, L) in [0, 1] (eval mode): the inference network
+        during pretraining, the method's own predictor (``predict_main``) afterwards."""
+        if self.main:
+            return self.predict_main(x)
+        self.infnet.eval()
+        return self.infnet.probs(x)
+
+    def predict_main(self, x: torch.Tensor) -> torch.Tensor:
+        """The method's predictor after pretraining; by default the inference network."""
         self.infnet.eval()
         return self.infnet.probs(x)
 

@@ -39,5 +39,5 @@ class SPEN(EnergyMethod):
         return {"loss/hinge": hinge.item(), "energy/gold": e_gold.mean().item(), "energy/cost_aug": e_pred.mean().item()}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_main(self, x: torch.Tensor) -> torch.Tensor:
         return self.infer(self.feats(x))

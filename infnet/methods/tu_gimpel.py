@@ -87,8 +87,8 @@ class TuGimpel(EnergyMethod):
         return {"loss/retune": total / m.retune_steps}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.retuned if self.main and self.ctx.method.retune_steps > 0 else self.infnet
+    def predict_main(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.retuned if self.ctx.method.retune_steps > 0 else self.infnet
         net.eval()
         return net.probs(x)
 

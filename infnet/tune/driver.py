@@ -55,7 +55,8 @@ def open_parent(sweep: Sweep) -> tuple[Sweep, RunLogger]:
     if sweep.parent_run_id is not None:
         return sweep, RunLogger(sweep.tracking_uri, sweep.experiment, run_id=sweep.parent_run_id)
     params = {"search_space": sweep.space.name, "base_overrides": list(sweep.space.base_overrides),
-              "method": sweep.cfg.method.name, "data": sweep.cfg.data.name, **flatten({"tune": dict(sweep.cfg.tune)})}
+              "method": sweep.cfg.method.name, "data": sweep.cfg.data.name,
+              **flatten({"tune": OmegaConf.to_container(sweep.cfg.tune, resolve=True)})}
     tags = {"infnet.entry": "tune", "infnet.sweep": sweep.name, "infnet.sweep_path": sweep.path,
             "infnet.method": str(sweep.cfg.method.name), "infnet.data": str(sweep.cfg.data.name)}
     parent = RunLogger(sweep.tracking_uri, sweep.experiment, run_name=sweep.name, params=params, tags=tags)
@@ -64,18 +65,20 @@ def open_parent(sweep: Sweep) -> tuple[Sweep, RunLogger]:
     return sweep.with_parent(parent.run_id), parent
 
 
-def start_ray(tune_cfg: Any) -> bool:
-    """Start a local Ray runtime or join ``tune.address``; False if Ray was already initialised."""
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Start a local Ray runtime (``num_cpus``: None = all) or join the cluster at ``address``
+    (``auto`` inside ``ray up`` clusters); False if Ray was already initialised in this process."""
     import ray
 
     if ray.is_initialized():
         return False
+    quiet_environment()
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if tune_cfg.address:
-        ray.init(address=str(tune_cfg.address), **quiet)
+    if address:
+        ray.init(address=address, **quiet)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a private local runtime
-        ray.init(num_cpus=tune_cfg.num_cpus, include_dashboard=False, **quiet)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
 
 
@@ -154,12 +157,15 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
     sweep, parent = open_parent(sweep)
     write_state(sweep)
     runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name)
-    started_ray = start_ray(sweep.cfg.tune)
+    started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
     try:
         make_tuner(sweep, runs).fit()
         summary = finish(sweep, runs, parent)
-    except BaseException:
+    except KeyboardInterrupt:
         parent.end("KILLED")
+        raise
+    except Exception:
+        parent.end("FAILED")
         raise
     finally:
         if started_ray:
@@ -248,4 +254,4 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["mlflow_ui_command", "quiet_environment", "run_sweep"]
+__all__ = ["mlflow_ui_command", "quiet_environment", "run_sweep", "start_ray"]
