@@ -42,6 +42,7 @@ _PARAM_FIELDS = {"type", "low", "high", "log", "step", "choices", "when"}
 _TOP_FIELDS = {"description", "base_overrides", "params"}
 
 Scalar = bool | int | float | str | None
+_INACTIVE = object()  # the value of a parameter that was not sampled (its condition was false)
 
 
 class SearchSpaceError(ValueError):
@@ -68,8 +69,9 @@ class Param:
 
     def decode(self, value: Any) -> Any:
         """The config value for a sampled Optuna ``value`` (inverse of :meth:`optuna_choices`)."""
-        if self.type == "categorical" and isinstance(value, str) and any(isinstance(c, list) for c in self.choices):
-            return json.loads(value) if value.startswith("[") else value
+        if self.type == "categorical" and isinstance(value, str):
+            lists = {json.dumps(c): c for c in self.choices if isinstance(c, list)}
+            return lists.get(value, value)
         return value
 
     def candidates(self) -> list[Any]:
@@ -121,15 +123,16 @@ class SearchSpace:
         return _with_values(cfg, self.decode(sampled))
 
     def check(self, cfg: DictConfig) -> None:
-        """Check every parameter against a composed training config: the key exists, is not fixed
-        per sweep, has a compatible kind of value, and each bound/choice passes ``infnet.config.validate``."""
+        """Check every parameter against a composed training config: the key exists, its bounds or
+        choices have the config value's kind (list or scalar), and each passes ``infnet.config.validate``."""
         from infnet.config import ConfigError, validate
 
         for p in self.params:
             missing = object()
             current = OmegaConf.select(cfg, p.name, default=missing)
             if current is missing or isinstance(current, DictConfig):
-                raise self.error(p.name, f"'{p.name}' is not a config key (compose with {list(self.base_overrides)})")
+                raise self.error(p.name, f"'{p.name}' is not a key of the training config (base_overrides: "
+                                         f"{list(self.base_overrides)}, then the command line's)")
             for value in p.candidates():
                 if current is not None and isinstance(value, list) != OmegaConf.is_list(current):
                     raise self.error(p.name, f"value {value!r} does not match the config value {current!r}")
@@ -140,9 +143,6 @@ class SearchSpace:
 
     def error(self, key: str, message: str) -> SearchSpaceError:
         return SearchSpaceError(f"{self.source or self.name}: {key}: {message}")
-
-
-_INACTIVE = object()
 
 
 def _with_values(cfg: DictConfig | Mapping[str, Any], values: Mapping[str, Any]) -> DictConfig:

@@ -9,7 +9,12 @@ import optuna
 import pytest
 
 from infnet.compose import compose
-from infnet.search_space import SearchSpaceError, load_search_space, merge_overrides, search_space_dir
+from infnet.search_space import (
+    SearchSpaceError,
+    load_search_space,
+    merge_overrides,
+    search_space_dir,
+)
 
 SHIPPED = ["implicit", "ce", "spen", "tu_gimpel", "seal"]
 
@@ -90,11 +95,11 @@ def test_structural_errors_name_file_and_key(tmp_path: Path, body: str, key: str
     ("body", "key", "message"),
     [
         ("base_overrides: [method=implicit]\nparams: {method.inner_step: {type: int, low: 1, high: 5}}", "method.inner_step",
-         "is not a config key"),
+         "is not a key of the training config"),
         ("base_overrides: [method=ce]\nparams: {method.inner_steps: {type: int, low: 1, high: 5}}", "method.inner_steps",
-         "is not a config key"),
+         "is not a key of the training config"),
         ("base_overrides: [method=implicit]\nparams: {method.energy: {type: int, low: 1, high: 5}}", "method.energy",
-         "is not a config key"),
+         "is not a key of the training config"),
         ("base_overrides: [method=implicit]\nparams: {method.solver: {type: categorical, choices: [cg, newton]}}", "method.solver",
          "method.solver='newton'"),
         ("base_overrides: [method=implicit]\nparams: {method.inner_steps: {type: int, low: 0, high: 5}}", "method.inner_steps",

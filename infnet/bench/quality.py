@@ -53,8 +53,9 @@ def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = 
     """Markdown table: mean ± sd per variant and paired (same seed) differences against ``reference``."""
     by = {v: {r["seed"]: r for r in rows if r["variant"] == v} for v in variants}
     lines = [
-        f"| variant | seeds | dev F1 | test F1 (mean ± sd) | test F1@0.5 | Δ test vs {reference} (paired, mean ± sd) | s/run |",
-        "|---|---|---|---|---|---|---|",
+        f"| variant | seeds | dev F1 | test F1 (mean ± sd) | test F1@0.5 | Δ test vs {reference} (paired, mean ± sd) "
+        "| label/local ∇y ratio | E(gold)−E(pred) | s/run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def ms(xs: list[float]) -> str:

@@ -23,12 +23,15 @@ efficiency
 
 Each sweep is ``infnet.tune.run_sweep`` in this process on one shared local Ray runtime; MLflow and
 Tune results go under ``--out`` (default ``bench_out/tune``). Prints Markdown tables and the commands.
+Ray runs its workers at niceness 15 by default; here they run at 0 (``RAY_worker_niceness``) like the
+``infnet.train`` process they are compared with, so that other load on the machine treats both alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -92,7 +95,7 @@ def overhead(args: argparse.Namespace, out: Path) -> str:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return "\n".join([
-        "| measure (median of %d) | infnet.train | infnet.tune trial | ratio |" % len(rows),
+        f"| measure (median of {len(rows)}) | infnet.train | infnet.tune trial | ratio |",
         "|---|---|---|---|",
         f"| run inside its process (training + MLflow [+ Tune reports, checkpoints]) | {med['train_run']:.1f} s | {med['tune_trial']:.1f} s | **{med['tune_trial'] / med['train_run']:.3f}** |",
         f"| training loop only (`train_seconds`) | {med['train_loop']:.1f} s | {med['tune_loop']:.1f} s | {med['tune_loop'] / med['train_loop']:.3f} |",
@@ -138,8 +141,8 @@ def efficiency(args: argparse.Namespace, out: Path) -> str:
             s = results[strategy, seed][0]
             print(f"{strategy} seed {seed}: best dev {s['best_dev_metric']:.2f} test {s['best_test_metric']:.2f} "
                   f"({s['num_completed']} completed, {s['num_stopped']} stopped) {s['wall_seconds']:.0f}s", file=sys.stderr, flush=True)
-    lines = ["| strategy | seed | best dev F1 | its test F1 | trials completed / stopped / errored | total trial compute | "
-             "compute to 99% of own best | compute to 99% of the seed's best | sweep wall |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| strategy | seed | best dev F1 | its test F1 | trials completed / stopped / errored | total trial compute | "
+              "compute to 99% of own best | compute to 99% of the seed's best | sweep wall |"), "|---|---|---|---|---|---|---|---|---|"]
     for (strategy, seed), (s, rows) in results.items():
         common = max(results[k, seed][0]["best_dev_metric"] for k in STRATEGIES)
         own, shared = compute_to_reach(rows, 0.99 * s["best_dev_metric"]), compute_to_reach(rows, 0.99 * common)
@@ -168,6 +171,7 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_worker_niceness", "0")  # inherited by the Ray runtimes started below
     if args.what != "overhead":
         from infnet.tune.driver import start_ray
 

@@ -153,7 +153,7 @@ class EnergyMethod(Method):
         e = ctx.model.energy
         self.features = copy.deepcopy(self.infnet.features)
         self.energy = MLCEnergy(
-            self.infnet.features.out_dim, ctx.n_labels, e.label_hidden, e.depth, e.label_init, e.global_scale
+            self.infnet.features.out_dim, ctx.n_labels, e.label_hidden, e.depth, e.label_init, e.global_scale, e.out_init
         ).to(ctx.device)
         self.opt_energy = adam(self.energy, ctx.method.lr_energy, ctx.method.weight_decay_energy)
 

@@ -35,6 +35,7 @@ class MLCEnergy(nn.Module):
         depth: int = 1,
         label_init: float = 1.0,
         global_scale: float = 1.0,
+        out_init: float = 0.0,
     ) -> None:
         if global_scale < 0:
             raise ValueError(f"global_scale must be >= 0, got {global_scale}")
@@ -45,11 +46,11 @@ class MLCEnergy(nn.Module):
         self.label_out = nn.Linear(widths[-1], 1, bias=False)
         self.has_label_term = global_scale > 0  # global_scale=0: local term only (ablation)
         self.log_scale = nn.Parameter(torch.tensor(math.log(global_scale) if self.has_label_term else 0.0))
-        self.reset_label_term(label_init)
+        self.reset_label_term(label_init, out_init)
 
-    def reset_label_term(self, label_init: float) -> None:
+    def reset_label_term(self, label_init: float, out_init: float = 0.0) -> None:
         """Initialise the label MLP: rows of each hidden weight ~ unit norm × ``label_init``; the output
-        weights c₂ start at zero, so the initial energy is the (pretrained) local term alone and the
+        weights c₂ start at zero by default (``out_init=0``), so the initial energy is the (pretrained) local term alone and the
         label term grows only as training finds label interactions worth encoding (a random c₂ makes
         the untrained energy push predictions in random directions)."""
         for layer in self.label_layers:
@@ -57,7 +58,10 @@ class MLCEnergy(nn.Module):
             with torch.no_grad():
                 layer.weight.mul_(label_init / layer.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
             nn.init.zeros_(layer.bias)
-        nn.init.zeros_(self.label_out.weight)
+        if out_init > 0:  # c₂ ~ N(0, out_init² / width): a random label term from the start
+            nn.init.normal_(self.label_out.weight, std=out_init / math.sqrt(self.label_out.in_features))
+        else:
+            nn.init.zeros_(self.label_out.weight)
 
     def init_local_from(self, head: nn.Linear) -> None:
         """Copy a pretrained classifier head (logits = W h + a) so that the local energy is ``-yᵀ logits``."""

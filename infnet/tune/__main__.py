@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 
 def summary_text(summary: dict[str, Any]) -> str:
     """The human-readable end of a sweep: best trial, counts, where the results are, the MLflow UI."""
     best = summary["best_config"]
-    lines = [
-        f"Trials: {summary['num_trials']} ({summary['num_completed']} completed, {summary['num_stopped']} stopped early, "
-        f"{summary['num_errored']} errored, {summary['num_interrupted']} unfinished)",
-    ]
+    lines = [(f"Trials: {summary['num_trials']} ({summary['num_completed']} completed, {summary['num_stopped']} stopped early, "
+              f"{summary['num_errored']} errored, {summary['num_interrupted']} unfinished)")]
     if best is not None:
         test = summary["best_test_metric"]
         lines += [
@@ -56,10 +55,15 @@ def main() -> None:
     _parse()
     if not captured:
         return
-    from infnet.tune import prepare, run_sweep
+    from infnet.config import ConfigError
+    from infnet.search_space import SearchSpaceError
+    from infnet.tune import SweepError, prepare, run_sweep
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sweep = prepare(captured[0])
+    try:
+        sweep = prepare(captured[0])
+    except (SearchSpaceError, SweepError, ConfigError) as exc:
+        sys.exit(f"infnet.tune: {exc}")
     if sweep.resumed:
         logging.getLogger("infnet.tune").warning("resuming sweep %s with its stored configuration", sweep.path)
     summary = run_sweep(sweep)

@@ -103,4 +103,4 @@ class ChildRuns:
         return deleted
 
 
-__all__ = ["ChildRuns", "ended_status", "ERROR_TAG", "RESULT_TAG", "RUN_STATUS", "STATUS_TAG", "TRIAL_TAG"]
+__all__ = ["ERROR_TAG", "RESULT_TAG", "RUN_STATUS", "STATUS_TAG", "TRIAL_TAG", "ChildRuns", "ended_status"]

@@ -82,6 +82,20 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def warn_if_not_shared(sweep: Sweep) -> None:
+    """On a multi-node cluster, trials on other nodes need a tracking server and shared storage."""
+    import ray
+
+    if len(ray.nodes()) < 2:
+        return
+    if not sweep.tracking_uri.startswith(("http://", "https://", "databricks")):
+        log.warning("tracking.uri=%s is local to this node: trials on other nodes cannot log to it; "
+                    "run `mlflow server` on the head node and pass tracking.uri=http://<head private IP>:5000",
+                    sweep.tracking_uri)
+    if "://" not in sweep.storage_path:
+        log.warning("tune.storage_path=%s must be shared by every node (NFS) or a URI such as s3://...", sweep.storage_path)
+
+
 def trial_resources(tune_cfg: Any) -> dict[str, float]:
     """CPUs and GPUs per trial; GPUs only if the cluster has some (else trials would pend forever)."""
     import ray
@@ -115,14 +129,14 @@ def make_tuner(sweep: Sweep, runs: ChildRuns) -> Any:
     )
     if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):
         return tune.Tuner.restore(sweep.path, trainable, resume_errored=bool(t.resume_errored))
-    method = sweep.cfg.method
+    main_epochs = int(sweep.cfg.trainer.max_epochs) - int(sweep.cfg.method.get("pretrain_epochs", 0))
     return tune.Tuner(
         trainable,
         param_space={BASE_KEY: sweep.training_config()},
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE, num_samples=int(t.num_samples), max_concurrent_trials=t.max_concurrent,
             search_alg=make_searcher(t, sweep.space, study_name=sweep.name),
-            scheduler=make_scheduler(t, int(sweep.cfg.trainer.max_epochs), int(method.get("pretrain_epochs", 0))),
+            scheduler=make_scheduler(t, main_epochs),
             trial_dirname_creator=trial_dirname, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -158,6 +172,7 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
     write_state(sweep)
     runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name)
     started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
+    warn_if_not_shared(sweep)
     try:
         make_tuner(sweep, runs).fit()
         summary = finish(sweep, runs, parent)

@@ -20,6 +20,7 @@ import pyarrow as pa
 from infnet.search_space import Param, SearchSpace
 from infnet.tune.child_runs import ended_status
 
+
 def trial_status(trial: Any) -> str:
     """completed | stopped | error | interrupted (pending/running/paused when the sweep ended)."""
     if trial.status == "ERROR":

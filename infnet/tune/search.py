@@ -61,16 +61,16 @@ def make_searcher(tune_cfg: Any, space: SearchSpace, study_name: str) -> InfnetO
     return InfnetOptunaSearch(space, metric=METRIC, mode=MODE, sampler=sampler, study_name=study_name, points_to_evaluate=points)
 
 
-def make_scheduler(tune_cfg: Any, max_epochs: int, pretrain_epochs: int) -> ASHAScheduler | None:
-    """ASHA on ``dev_f1`` over epochs (``max_t`` = the epoch budget; the grace period counts main-phase
-    epochs after the method's CE pretraining), or None (FIFO: every trial runs its full budget)."""
+def make_scheduler(tune_cfg: Any, main_epochs: int) -> ASHAScheduler | None:
+    """ASHA on ``dev_f1`` over main-phase epochs (``max_t`` = the epochs after the method's CE
+    pretraining; rungs at ``grace_period`` * ``reduction_factor``^k), or None (FIFO: every trial runs
+    its full budget)."""
     if tune_cfg.scheduler == "none":
         return None
     if tune_cfg.scheduler != "asha":
         raise ValueError(f"tune.scheduler={tune_cfg.scheduler!r}: expected asha | none")
-    grace = min(max_epochs, pretrain_epochs + int(tune_cfg.asha.grace_period))
-    return ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=max(1, grace),
+    return ASHAScheduler(time_attr="main_epoch", max_t=main_epochs, grace_period=max(1, min(main_epochs, int(tune_cfg.asha.grace_period))),
                          reduction_factor=float(tune_cfg.asha.reduction_factor))
 
 
-__all__ = ["InfnetOptunaSearch", "METRIC", "MODE", "make_scheduler", "make_searcher"]
+__all__ = ["METRIC", "MODE", "InfnetOptunaSearch", "make_scheduler", "make_searcher"]

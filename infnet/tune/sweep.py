@@ -25,7 +25,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from infnet.search_space import SearchSpace, load_search_space, merge_overrides, parse_search_space
+from infnet.config import validate
+from infnet.search_space import (
+    SearchSpace,
+    load_search_space,
+    merge_overrides,
+    parse_search_space,
+)
 from infnet.tracking import resolve_uri
 
 STATE_FILE = "infnet_sweep.json"
@@ -70,10 +76,10 @@ class Sweep:
         for key in ("tune", "search_space"):
             base.pop(key, None)
         if base["trainer"].get("num_threads") is None:
-            base["trainer"]["num_threads"] = int(self.cfg.tune.cpus_per_trial)
+            base["trainer"]["num_threads"] = max(1, int(self.cfg.tune.cpus_per_trial))
         return base
 
-    def with_parent(self, run_id: str) -> "Sweep":
+    def with_parent(self, run_id: str) -> Sweep:
         return replace(self, parent_run_id=run_id)
 
 
@@ -107,7 +113,11 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
         if (stored := read_state(path)) is not None:
             return from_state(stored, path)
     space = load_search_space(str(first.search_space), check=False)
-    cfg = compose_fn(merge_overrides(space.base_overrides, overrides), "tune")
+    try:
+        cfg = compose_fn(merge_overrides(space.base_overrides, overrides), "tune")
+    except Exception as exc:  # noqa: BLE001 - the command line composed above: a bad base override
+        raise space.error("base_overrides", f"{type(exc).__name__}: {exc}") from None
+    validate(cfg)  # the base config itself, before any sampled value
     space.check(cfg)
     name = str(cfg.tune.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
     OmegaConf.update(cfg, "tune.name", name)

@@ -7,8 +7,10 @@ checkpoint if there is one, and reports every epoch to Tune:
 
     dev_f1        best dev F1 (%) so far -- the metric Optuna and ASHA see (monotone, and equal to the
                   dev F1 of the model the trial would deliver if stopped now; during a method's CE
-                  pretraining it is the pretraining's best, and ASHA's grace period covers that phase)
-    dev_f1_epoch  this epoch's dev F1 (%);  epoch: epochs done;  main_phase: 0 during CE pretraining
+                  pretraining it is the pretraining's best, which ASHA never judges)
+    dev_f1_epoch  this epoch's dev F1 (%);  epoch: epochs done
+    main_epoch    epochs done after the method's CE pretraining: ASHA's time axis (pretraining is shared
+                  by trials through the pretraining cache and is not what the search varies)
     train_seconds, start_epoch (the epoch this attempt resumed from; 0 for a fresh start)
 
 with a checkpoint (the ``LoopState``) every epoch except the last: the last epoch is reported after
@@ -52,8 +54,9 @@ class TrialSettings:
 class EpochReporter:
     """``on_epoch`` callback of ``run_training``: reports each epoch to Tune with a checkpoint."""
 
-    def __init__(self, max_epochs: int, start_epoch: int, crash_after_epoch: int | None) -> None:
-        self.max_epochs, self.start_epoch, self.crash_after_epoch = max_epochs, start_epoch, crash_after_epoch
+    def __init__(self, max_epochs: int, pretrain_epochs: int, start_epoch: int, crash_after_epoch: int | None) -> None:
+        self.max_epochs, self.pretrain_epochs = max_epochs, pretrain_epochs
+        self.start_epoch, self.crash_after_epoch = start_epoch, crash_after_epoch
         self.last: dict[str, float] = {}
 
     def row(self, metrics: dict[str, float], state: LoopState) -> dict[str, float]:
@@ -62,7 +65,7 @@ class EpochReporter:
             "dev_f1": 100 * metrics["dev/best_f1"],
             "dev_f1_epoch": 100 * metrics["dev/f1"],
             "epoch": state.epoch,
-            "main_phase": metrics["phase_main"],
+            "main_epoch": max(0, state.epoch - self.pretrain_epochs),
             "train_seconds": state.train_seconds,
             "start_epoch": self.start_epoch,
         }
@@ -87,6 +90,7 @@ class EpochReporter:
             "test_f1": result["test_f1"],
             "test_f1_at_0.5": result["test_f1_at_0.5"],
             "epoch": result["epochs"],
+            "main_epoch": result["epochs"] - self.pretrain_epochs,
             "train_seconds": result["train_seconds"],
             "completed": 1,
         }
@@ -138,7 +142,8 @@ def train_trial(config: dict[str, Any], *, data: MLCDataset, space: SearchSpace,
             "infnet.sampled": json.dumps(space.decode(sampled))}
     logger = settings.runs.start(trial_id, ctx.get_trial_name(), container, tags, existing)
     state = load_checkpoint()
-    reporter = EpochReporter(int(cfg.trainer.max_epochs), state.epoch if state else 0, settings.crash_after_epoch)
+    reporter = EpochReporter(int(cfg.trainer.max_epochs), int(cfg.method.get("pretrain_epochs", 0)), state.epoch if state else 0,
+                             settings.crash_after_epoch)
     try:
         result = run_training(cfg, data=data, on_epoch=reporter, state=state, run_logger=logger, verbose=False)
     except Exception as exc:

@@ -1,0 +1,44 @@
+"""From command-line overrides to a sweep (no Ray): composition order, defaults, resume detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infnet.config import ConfigError
+from infnet.search_space import SearchSpaceError
+from infnet.tune import SweepError, prepare
+from infnet.tune.sweep import write_state
+
+
+def test_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    sweep = prepare([])
+    assert sweep.space.name == "implicit" and sweep.cfg.method.name == "implicit" and not sweep.resumed
+    assert sweep.name.startswith("implicit-") and sweep.path == str(tmp_path / "tune_results" / sweep.name)
+    assert sweep.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}" and sweep.experiment == "infnet-sweep"
+    assert sweep.cfg.tune.num_samples == 8 and sweep.cfg.tune.max_concurrent == 2 and sweep.cfg.trainer.pretrain_cache
+    base = sweep.training_config()  # what every trial starts from
+    assert "tune" not in base and "search_space" not in base and base["trainer"]["num_threads"] == 1
+
+
+def test_search_space_base_overrides_then_command_line(tmp_path: Path) -> None:
+    sweep = prepare(["search_space=seal", "method.lam=3.0", "data.n_train=500", f"tune.storage_path={tmp_path}"])
+    assert sweep.cfg.method.name == "seal" and sweep.cfg.method.lam == 3.0 and sweep.cfg.data.n_train == 500
+    with pytest.raises(SearchSpaceError, match="method.inner_steps"):  # the command line replaced method=implicit
+        prepare(["method=ce", f"tune.storage_path={tmp_path}"])
+    with pytest.raises(ConfigError, match="no main-phase epoch"):
+        prepare(["trainer.max_epochs=5", f"tune.storage_path={tmp_path}"])
+
+
+def test_an_existing_sweep_folder_is_resumed_with_its_stored_config(tmp_path: Path) -> None:
+    first = prepare(["tune.name=again", "tune.num_samples=3", "method.lam=2.0", f"tune.storage_path={tmp_path}"])
+    write_state(first.with_parent("parent123"))
+    for overrides in (["tune.name=again", "tune.num_samples=50", f"tune.storage_path={tmp_path}"],
+                      [f"tune.resume={tmp_path / 'again'}"]):
+        sweep = prepare(overrides)
+        assert sweep.resumed and sweep.parent_run_id == "parent123" and sweep.path == first.path
+        assert sweep.cfg.tune.num_samples == 3 and sweep.cfg.method.lam == 2.0  # the stored config wins
+    with pytest.raises(SweepError, match="not an infnet sweep"):
+        prepare([f"tune.resume={tmp_path}"])
