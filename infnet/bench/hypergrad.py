@@ -182,4 +182,6 @@ EPOCH_VARIANTS = [
     ("ψ=all, cg K=5", ["method.implicit_params=all", "method.solver=cg", "method.iters=5"]),
     ("ψ=head, cg K=5", ["method.implicit_params=head", "method.solver=cg", "method.iters=5"]),
     ("ψ=all, identity", ["method.implicit_params=all", "method.solver=identity"]),
+    ("ψ=head, cg K=5, T=20", ["method.implicit_params=head", "method.solver=cg", "method.iters=5", "method.inner_steps=20"]),
+    ("ψ=all, cg K=5, T=30", ["method.implicit_params=all", "method.solver=cg", "method.iters=5", "method.inner_steps=30"]),
 ]
