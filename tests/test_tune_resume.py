@@ -22,7 +22,8 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
 
 
 def tune_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infnet.tune", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+    env = {**ENV, "INFNET_CACHE": str(cwd / "cache")}  # data and pretraining caches of this test only
+    return subprocess.run([sys.executable, "-m", "infnet.tune", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 

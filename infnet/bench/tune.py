@@ -16,8 +16,9 @@ scaling
     trials finish) with ``tune.max_concurrent`` 1 and 2, one CPU per trial; and 1 trial at a time with
     2 CPUs (2 torch threads) as the other way to use both cores.
 efficiency
-    TPE + ASHA against random search without early stopping, same trial budget, several search seeds.
-    For each sweep: the best dev F1 among completed trials, the compute (sum of trial time inside
+    TPE + ASHA against random search without early stopping, same trial budget, several search seeds,
+    each sweep with its own data/pretraining cache (trials of one sweep share CE pretrainings; no sweep
+    reuses another's). For each sweep: the best dev F1 among completed trials, the compute (sum of trial time inside
     Tune) spent until a completed trial first reached 99% of that sweep's own best, and until it
     reached 99% of the best dev F1 any sweep of the same seed found (the common target).
 
@@ -137,7 +138,9 @@ def efficiency(args: argparse.Namespace, out: Path) -> str:
     results: dict[tuple[str, int], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for seed in args.seeds:
         for strategy, extra in STRATEGIES.items():
-            results[strategy, seed] = sweep([*base, *extra, f"tune.seed={seed}", f"tune.name=eff-{args.data}-{strategy}-s{seed}-{time.strftime('%H%M%S')}"])
+            name = f"eff-{args.data}-{strategy}-s{seed}-{time.strftime('%H%M%S')}"
+            own_cache = f"data.cache_dir={out / 'cache' / name}"  # no pretraining reused from another sweep
+            results[strategy, seed] = sweep([*base, *extra, f"tune.seed={seed}", f"tune.name={name}", own_cache])
             s = results[strategy, seed][0]
             print(f"{strategy} seed {seed}: best dev {s['best_dev_metric']:.2f} test {s['best_test_metric']:.2f} "
                   f"({s['num_completed']} completed, {s['num_stopped']} stopped) {s['wall_seconds']:.0f}s", file=sys.stderr, flush=True)
