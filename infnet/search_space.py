@@ -290,10 +290,16 @@ def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
 
+def override_key(override: str) -> str:
+    """The config key (or group) a Hydra override sets: ``+method.lam=2`` -> ``method.lam``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def merge_overrides(base: Sequence[str], overrides: Sequence[str]) -> list[str]:
     """``base`` then ``overrides``, dropping base entries whose key the user overrides."""
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    return [o for o in base if o.split("=", 1)[0].lstrip("+~") not in keys] + list(overrides)
+    keys = {override_key(o) for o in overrides}
+    return [o for o in base if override_key(o) not in keys] + list(overrides)
 
 
-__all__ = ["Param", "SearchSpace", "SearchSpaceError", "load_search_space", "merge_overrides", "parse_search_space", "search_space_dir"]
+__all__ = ["Param", "SearchSpace", "SearchSpaceError", "load_search_space", "merge_overrides", "override_key", "parse_search_space",
+           "search_space_dir"]

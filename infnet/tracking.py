@@ -47,13 +47,18 @@ def ensure_experiment(uri: str, name: str) -> str:
     """Create (or find) experiment ``name`` in the store at ``uri``; returns its id.
 
     Call it once from the driver before concurrent writers appear (a fresh SQLite store migrates
-    its schema on first contact).
+    its schema on first contact). A new experiment in a SQLite store keeps its artifacts in
+    ``mlruns/`` beside the database file (MLflow's default is ``./mlruns`` of whichever process
+    creates the experiment).
     """
     import mlflow
 
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp is not None else client.create_experiment(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").as_uri() if uri.startswith("sqlite:////") else None
+    return client.create_experiment(name, artifact_location=location)
 
 
 class RunLogger:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,27 @@ def test_an_existing_sweep_folder_is_resumed_with_its_stored_config(tmp_path: Pa
         assert sweep.cfg.tune.num_samples == 3 and sweep.cfg.method.lam == 2.0  # the stored config wins
     with pytest.raises(SweepError, match="not an infnet sweep"):
         prepare([f"tune.resume={tmp_path}"])
+
+
+def test_overrides_of_the_method_a_space_selects(tmp_path: Path) -> None:
+    from infnet.tune.__main__ import with_space_overrides
+
+    sweep = prepare(["search_space=spen", "method.inference_steps=30", f"tune.storage_path={tmp_path}"])
+    assert sweep.cfg.method.name == "spen" and sweep.cfg.method.inference_steps == 30
+    assert with_space_overrides(["--cfg", "job", "search_space=spen", "method.inference_steps=30"]) == [
+        "--cfg", "job", "method=spen", "search_space=spen", "method.inference_steps=30"]
+    assert with_space_overrides(["method=ce", "method.lr=0.01"]) == ["method=ce", "method.lr=0.01"]  # own key wins
+
+
+def test_cli_checks_overrides_with_hydra(tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    shown = cli("search_space=spen", "method.inference_steps=30", "--cfg", "job")
+    assert shown.returncode == 0 and "inference_steps: 30" in shown.stdout and "name: spen" in shown.stdout
+    typo = cli("tune.num_sample=3")
+    assert typo.returncode != 0 and "Could not override 'tune.num_sample'" in typo.stderr
+    unknown = cli("search_space=nope")
+    assert unknown.returncode != 0 and "search space 'nope' not found" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert not list(tmp_path.iterdir())  # nothing written: no outputs/ folder, no store, no results

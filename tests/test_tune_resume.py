@@ -1,6 +1,6 @@
 """``python -m infnet.tune`` as a subprocess: a driver killed (SIGKILL) mid-sweep is resumed without
 losing or duplicating trials or MLflow runs; re-running a finished sweep's command changes nothing;
-the embedded default (slow)."""
+slow: the embedded default, and a sweep logging to an ``http://`` MLflow tracking server."""
 
 from __future__ import annotations
 
@@ -101,3 +101,34 @@ def test_embedded_default(tmp_path: Path) -> None:
     assert summary["num_trials"] == 8 and summary["best_test_metric"] > 50
     assert Path(summary["results_path"]).is_relative_to(tmp_path / "tune_results") and (tmp_path / "mlflow.db").exists()
     assert "[tune" in proc.stderr and f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sweep_logs_to_an_http_tracking_server(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        summary = last_json(tune_cli([*SMALL, "tune.num_samples=2", "tune.scheduler=none", f"tracking.uri={uri}"], tmp_path))
+        runs = child_runs(uri, summary["mlflow_parent_run_id"])
+        assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+        assert "results.parquet" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(summary["mlflow_parent_run_id"])}
+        assert not (tmp_path / "mlflow.db").exists() and summary["mlflow_ui"].startswith(f"open {uri}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers (their own session)
+        server.wait(timeout=30)

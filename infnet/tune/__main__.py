@@ -41,6 +41,33 @@ def summary_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def with_space_overrides(args: list[str]) -> list[str]:
+    """The command line with the chosen search space's ``base_overrides`` inserted before its
+    overrides (the command line's own keys win), so that Hydra checks the overrides against the config
+    the sweep will run: ``search_space=spen method.inference_steps=30`` works without ``method=spen``."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from infnet.search_space import (
+        SearchSpaceError,
+        load_search_space,
+        merge_overrides,
+        override_key,
+    )
+
+    overrides = [a for a in args if "=" in a or a.startswith("~")]
+    chosen = [a.split("=", 1)[1] for a in overrides if override_key(a) == "search_space"]
+    name = chosen[-1] if chosen else OmegaConf.load(str(files("infnet.conf") / "tune.yaml")).search_space
+    try:
+        base = load_search_space(name, check=False).base_overrides
+    except SearchSpaceError:
+        return args  # reported with its reason by prepare()
+    extra = [o for o in merge_overrides(base, overrides) if o not in overrides]
+    at = args.index(overrides[0]) if overrides else len(args)
+    return [*args[:at], *extra, *args[at:]]
+
+
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -52,6 +79,7 @@ def main() -> None:
     def _parse(cfg: DictConfig) -> None:  # Hydra checks the overrides (and serves --help, --cfg)
         captured.append(list(HydraConfig.get().overrides.task))
 
+    sys.argv = [sys.argv[0], *with_space_overrides(sys.argv[1:])]
     _parse()
     if not captured:
         return

@@ -2,8 +2,8 @@
 
 ``prepare(overrides)`` turns command-line overrides into a :class:`Sweep`:
 
-1. compose ``infnet/conf/tune.yaml`` with the overrides; find the experiment folder
-   ``<tune.storage_path>/<tune.name>`` (or ``tune.resume``);
+1. compose ``infnet/conf/tune.yaml`` with the overrides of ``search_space`` and ``tune.*``; find the
+   experiment folder ``<tune.storage_path>/<tune.name>`` (or ``tune.resume``);
 2. if that folder holds ``infnet_sweep.json``, the sweep exists: it is resumed with its stored
    config, search space and MLflow parent run (the command line's other overrides are ignored);
 3. otherwise load the search space, compose again with its ``base_overrides`` placed before the
@@ -30,6 +30,7 @@ from infnet.search_space import (
     SearchSpace,
     load_search_space,
     merge_overrides,
+    override_key,
     parse_search_space,
 )
 from infnet.tracking import resolve_uri
@@ -100,7 +101,7 @@ def join(base: str, name: str) -> str:
 
 def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compose) -> Sweep:
     """The sweep that ``python -m infnet.tune <overrides>`` runs (new or resumed); see the module docstring."""
-    first = compose_fn(list(overrides), "tune")
+    first = compose_fn([o for o in overrides if override_key(o) == "search_space" or override_key(o).startswith("tune.")], "tune")
     if first.tune.resume:
         path = absolute_storage(str(first.tune.resume)).rstrip("/")
         stored = read_state(path)
