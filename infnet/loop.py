@@ -50,21 +50,9 @@ class LoopState:
 EpochCallback = Callable[[int, dict[str, float], LoopState], None]
 
 
-def evaluate_fn(
-    fn: Callable[[torch.Tensor], torch.Tensor], split: MLCSplit, device: torch.device, batch_size: int = 2048
-) -> torch.Tensor:
-    """``fn`` applied to every input of ``split`` in batches, without gradients -> (N, ...) on ``device``."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            x, _ = split.batch(np.arange(start, min(start + batch_size, len(split))))
-            out.append(fn(x.to(device)))
-    return torch.cat(out)
-
-
 def evaluate(method: Method, split: MLCSplit, device: torch.device) -> torch.Tensor:
     """Relaxed predictions ``method.predict`` for a whole split -> (N, L) on CPU."""
-    return evaluate_fn(method.predict, split, device).cpu()
+    return split.map_inputs(method.predict, device).cpu()
 
 
 PRETRAIN_KEYS = ("infnet", "opt_infnet", "main")
@@ -83,6 +71,7 @@ def pretrain_part(state: LoopState) -> LoopState:
 
 
 def _check_finite(stats: dict[str, float], epoch: int) -> None:
+    """Raise ``TrainingDiverged`` if any ``loss/*`` entry of ``stats`` is NaN or infinite."""
     bad = {k: v for k, v in stats.items() if k.startswith("loss/") and not math.isfinite(v)}
     if bad:
         raise TrainingDiverged(f"non-finite loss at epoch {epoch}: {bad}")
@@ -112,6 +101,7 @@ def fit(
             method.begin_main()
         method.load_state_dict(state.method_state)
     dev_y = torch.from_numpy(data.dev.labels).float()
+    diag_x, diag_y = (t.to(device) for t in data.dev.batch(np.arange(min(len(data.dev), 512))))
     while state.epoch < max_epochs:
         epoch = state.epoch
         start = time.perf_counter()
@@ -132,8 +122,9 @@ def fit(
             for k, v in stats.items():
                 sums[k] += v
                 counts[k] += 1
-        metrics = {f"train/{k}": v / counts[k] for k, v in sums.items()}  # mean over batches reporting k
-        _check_finite({k.removeprefix("train/"): v for k, v in metrics.items()}, epoch)
+        means = {k: v / counts[k] for k, v in sums.items()}  # mean over the batches reporting k
+        _check_finite(means, epoch)
+        metrics = {f"train/{k}": v for k, v in means.items()}
         if method.main:
             metrics.update({f"train/{k}": v for k, v in method.end_epoch().items()})
         state.train_seconds += time.perf_counter() - start
@@ -147,18 +138,18 @@ def fit(
             "phase_main": float(method.main),
             "epoch_seconds": time.perf_counter() - start,
         })
+        snapshot = method.state_dict()  # one deep copy per epoch, shared by the fields below (never mutated)
         if method.main:
-            dx, dy = data.dev.batch(np.arange(min(len(data.dev), 512)))
-            metrics.update(method.diagnostics(dx.to(device), dy.to(device)))
+            metrics.update(method.diagnostics(diag_x, diag_y))
             if dev_f1 > state.best_dev_f1:
                 state.best_dev_f1, state.best_epoch, state.best_threshold = dev_f1, epoch, threshold
-                state.best_state = method.state_dict()
+                state.best_state = snapshot
         elif dev_f1 > state.pretrain_best_f1:
-            state.pretrain_best_f1, state.pretrain_best_state = dev_f1, method.state_dict()
+            state.pretrain_best_f1, state.pretrain_best_state = dev_f1, snapshot
         metrics["dev/best_f1"] = state.best_dev_f1 if method.main else state.pretrain_best_f1
         state.history.append({"epoch": float(epoch), **metrics})
         state.epoch = epoch + 1
-        state.method_state = method.state_dict()
+        state.method_state = snapshot
         if on_epoch is not None:
             on_epoch(epoch, metrics, state)
     return state

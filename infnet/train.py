@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from infnet.config import validate
 from infnet.data import load_mlc
-from infnet.data.types import MLCDataset
+from infnet.data.types import MLCDataset, MLCSplit
 from infnet.loop import LoopState, fit, test_metrics
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
@@ -46,13 +46,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_sampler(data: MLCDataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
-    """A sampler of random training batches (x (B, D), y (B, L), indices (B,)) with its own seeded generator."""
+def make_sampler(split: MLCSplit, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+    """A sampler of random batches of ``split`` (x (B, D), y (B, L), indices (B,)) with its own seeded generator."""
     rng = np.random.default_rng([seed, 7919])
 
     def sample() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        idx = rng.choice(len(data.train), size=min(batch_size, len(data.train)), replace=False)
-        x, y = data.train.batch(idx)
+        idx = rng.choice(len(split), size=min(batch_size, len(split)), replace=False)
+        x, y = split.batch(idx)
         return x.to(device), y.to(device), idx
 
     return sample
@@ -86,7 +86,7 @@ def run_training(
         torch.set_num_threads(int(t.num_threads))
     device = pick_device(t.device)
     data = data if data is not None else load_mlc(cfg.data)
-    sampler = make_sampler(data, t.batch_size, t.seed, device)
+    sampler = make_sampler(data.train, t.batch_size, t.seed, device)
     ctx = MethodContext(data.n_features, data.n_labels, cfg.model, cfg.method, device, sampler, data.train)
     method = build_method(ctx)
     torch.manual_seed(t.seed)  # the same random stream from here on, whichever modules the method built

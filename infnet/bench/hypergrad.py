@@ -29,6 +29,7 @@ from infnet.compose import compose
 from infnet.data.types import MLCSplit, SparseRows
 from infnet.methods import MethodContext, build_method
 from infnet.methods.implicit import Implicit
+from infnet.train import make_sampler
 
 N_FEATURES, N_LABELS, BATCH = 1836, 159, 32  # bibtex
 #: (solver, K, damping ρ): identity first (the baseline of "inner steps per HVP"); ρ=10 makes the
@@ -77,13 +78,7 @@ def random_split(n: int, rng: np.random.Generator) -> MLCSplit:
 
 def build(overrides: list[str], device: torch.device, split: MLCSplit) -> Any:
     cfg = compose(["method=implicit", *overrides])
-    rng = np.random.default_rng(1)
-
-    def sample() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        idx = rng.choice(len(split), BATCH, replace=False)
-        x, y = split.batch(idx)
-        return x.to(device), y.to(device), idx
-
+    sample = make_sampler(split, BATCH, 1, device)
     method = build_method(MethodContext(N_FEATURES, N_LABELS, cfg.model, cfg.method, device, sample, split))
     method.begin_main()
     return method, sample

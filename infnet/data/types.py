@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,8 +40,9 @@ class SparseRows:
         starts, ends = self.indptr[idx], self.indptr[idx + 1]
         counts = ends - starts
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        gather = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(idx) else np.zeros(0, np.int64)
-        gather = gather.astype(np.int64)
+        # positions of every kept entry, without a Python loop over rows: for the k-th entry of output
+        # row r, its source position is starts[r] + k
+        gather = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1] - starts, counts)
         return SparseRows(indptr, self.indices[gather], self.values[gather], self.n_cols)
 
     def dense(self, idx: np.ndarray | None = None) -> torch.Tensor:
@@ -66,6 +68,18 @@ class MLCSplit:
     def take(self, idx: np.ndarray) -> "MLCSplit":
         """The examples ``idx`` (M,) as a new split."""
         return MLCSplit(self.features.take(idx), self.labels[np.asarray(idx, dtype=np.int64)])
+
+    def map_inputs(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device, batch_size: int = 2048
+    ) -> torch.Tensor:
+        """``fn`` applied to every input row in batches, without gradients: x (B, D) -> (B, ...),
+        concatenated to (N, ...) on ``device``."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(self), batch_size):
+                x = self.features.dense(np.arange(start, min(start + batch_size, len(self))))
+                out.append(fn(x.to(device)))
+        return torch.cat(out)
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense tensors for examples ``idx`` (B,): x (B, D) float32, y (B, L) float32."""

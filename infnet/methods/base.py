@@ -127,7 +127,11 @@ class Method:
         return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned; parts absent from ``state`` keep their values."""
+        """Restore what ``state_dict`` returned; parts absent from ``state`` keep their values.
+
+        ``state`` is copied first: optimizers adopt state tensors without copying them, and the loop
+        shares one snapshot between several of its fields."""
+        state = copy.deepcopy(state)
         self.main = bool(state.get("main", self.main))
         self.train_h: torch.Tensor | None = None
         for k, m in self.modules().items():
@@ -177,9 +181,7 @@ class EnergyMethod(Method):
             with torch.no_grad():
                 return self.features(x)
         if self.train_h is None:
-            from infnet.loop import evaluate_fn
-
-            self.train_h = evaluate_fn(self.features, self.ctx.train, self.ctx.device)
+            self.train_h = self.ctx.train.map_inputs(self.features, self.ctx.device)
         return self.train_h[torch.as_tensor(idx, device=self.train_h.device)]
 
     def energy_const(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
