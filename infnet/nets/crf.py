@@ -14,8 +14,9 @@ Everything is vectorised over the batch and loops over T only.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as fn
 from torch import nn
+
+from infnet.nets.sequence import one_hot_tags
 
 
 def first_last(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +51,7 @@ class LinearChainCRF(nn.Module):
 
     def score(self, unary: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """score(tags): unary (B, T, K), tags (B, T) long (any value at padding), mask (B, T) -> (B,)."""
-        one_hot = fn.one_hot(tags.masked_fill(~mask, 0), self.n_labels).to(unary.dtype) * mask.unsqueeze(-1)
+        one_hot = one_hot_tags(tags, mask, self.n_labels, unary.dtype)
         return (one_hot * unary).sum((1, 2)) + self.pairwise_score(one_hot, mask)
 
     def log_partition(self, unary: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
