@@ -106,3 +106,14 @@ def _download(spec: MulanSpec, config: DataConfig) -> dict[str, Path]:
     directory = cache_root(config.cache_dir) / "downloads" / "mulan" / spec.name
     base_url = config.url or MULAN_BASE_URL
     return {name: fetch(spec.file_url(name, base_url), directory / name, spec.sha256[name]) for name in spec.file_names}
+
+
+def load_data(cfg: Mapping[str, Any] | None = None) -> Any:
+    """Load any dataset: sequence labelling when ``cfg.task`` is ``ner``/``pos`` (``load_seq``),
+    else multi-label (``load_mlc``). Returns an ``MLCDataset`` or a ``SeqDataset``."""
+    cfg = cfg or {}
+    if cfg.get("task", "mlc") in ("ner", "pos"):
+        from infnet.data.sequence import load_seq
+
+        return load_seq(cfg)
+    return load_mlc({k: v for k, v in cfg.items() if k != "task"})
