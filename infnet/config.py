@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-METHODS = ("ce", "spen", "tu_gimpel", "seal", "implicit")
+METHODS = ("ce", "spen", "tu_gimpel", "seal", "implicit", "crf")
 SOLVERS = ("cg", "neumann", "identity", "dense", "unrolled")
 
 

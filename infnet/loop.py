@@ -1,11 +1,13 @@
 """The one training loop every method runs through (read it top to bottom).
 
 Per epoch: (pretraining phase: cross-entropy steps) or (main phase: ``method.train_step``) over
-shuffled mini-batches, then ``method.end_epoch``, then dev evaluation with a dev-tuned threshold.
+shuffled mini-batches, then ``method.end_epoch``, then dev evaluation by the task (``method.task``:
+example-F1 at a dev-tuned threshold for multi-label data, span F1 or token accuracy for tagging).
 The dev-best main-phase state is kept; when pretraining ends, its dev-best state is restored and
 ``method.begin_main`` builds the energy from it. Test metrics are computed once, at the end, from the
-dev-best state at the dev-tuned threshold (and at 0.5). Non-finite losses stop the run with
-``TrainingDiverged``.
+dev-best state at the dev-tuned decision (threshold). Non-finite losses stop the run with
+``TrainingDiverged``. Metrics are logged as ``dev/<metric>`` and ``dev/best_<metric>`` with the
+task's metric name (``f1`` or ``acc``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infnet.data.types import MLCDataset, MLCSplit
 from infnet.methods.base import Method
-from infnet.metrics import example_f1, tune_threshold
 from infnet.pretrain_cache import PretrainCache
 
 
@@ -38,11 +38,11 @@ class LoopState:
     epoch: int = 0
     method_state: dict[str, Any] | None = None
     best_state: dict[str, Any] | None = None
-    best_dev_f1: float = -math.inf
+    best_dev_metric: float = -math.inf
     best_epoch: int = -1
-    best_threshold: float = 0.5
+    best_decision: float | None = None  # the dev-tuned threshold of multi-label data
     pretrain_best_state: dict[str, Any] | None = None
-    pretrain_best_f1: float = -math.inf
+    pretrain_best_metric: float = -math.inf
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
 
@@ -50,8 +50,8 @@ class LoopState:
 EpochCallback = Callable[[int, dict[str, float], LoopState], None]
 
 
-def evaluate(method: Method, split: MLCSplit, device: torch.device) -> torch.Tensor:
-    """Relaxed predictions ``method.predict`` for a whole split -> (N, L) on CPU."""
+def evaluate(method: Method, split: Any, device: torch.device) -> torch.Tensor:
+    """Relaxed predictions ``method.predict`` for a whole split -> (N, *S) on CPU."""
     return split.map_inputs(method.predict, device).cpu()
 
 
@@ -79,7 +79,7 @@ def _check_finite(stats: dict[str, float], epoch: int) -> None:
 
 def fit(
     method: Method,
-    data: MLCDataset,
+    data: Any,
     max_epochs: int,
     batch_size: int,
     seed: int,
@@ -100,7 +100,8 @@ def fit(
         if state.method_state.get("main") and not method.main:
             method.begin_main()
         method.load_state_dict(state.method_state)
-    dev_y = torch.from_numpy(data.dev.labels).float()
+    task = method.task
+    dev_gold = task.gold(data.dev)
     diag_x, diag_y = (t.to(device) for t in data.dev.batch(np.arange(min(len(data.dev), 512))))
     while state.epoch < max_epochs:
         epoch = state.epoch
@@ -129,24 +130,21 @@ def fit(
             metrics.update({f"train/{k}": v for k, v in method.end_epoch().items()})
         state.train_seconds += time.perf_counter() - start
 
-        dev_scores = evaluate(method, data.dev, device)
-        threshold, dev_f1 = tune_threshold(dev_scores, dev_y)
-        metrics.update({
-            "dev/f1": dev_f1,
-            "dev/f1_at_0.5": example_f1(dev_scores, dev_y, 0.5),
-            "dev/threshold": threshold,
-            "phase_main": float(method.main),
-            "epoch_seconds": time.perf_counter() - start,
-        })
+        sel = task.select(evaluate(method, data.dev, device), dev_gold)
+        metrics[f"dev/{task.metric}"] = sel.metric
+        metrics.update({f"dev/{k}": v for k, v in sel.extra.items()})
+        if sel.decision is not None:
+            metrics["dev/threshold"] = sel.decision
+        metrics.update({"phase_main": float(method.main), "epoch_seconds": time.perf_counter() - start})
         snapshot = method.state_dict()  # one deep copy per epoch, shared by the fields below (never mutated)
         if method.main:
             metrics.update(method.diagnostics(diag_x, diag_y))
-            if dev_f1 > state.best_dev_f1:
-                state.best_dev_f1, state.best_epoch, state.best_threshold = dev_f1, epoch, threshold
+            if sel.metric > state.best_dev_metric:
+                state.best_dev_metric, state.best_epoch, state.best_decision = sel.metric, epoch, sel.decision
                 state.best_state = snapshot
-        elif dev_f1 > state.pretrain_best_f1:
-            state.pretrain_best_f1, state.pretrain_best_state = dev_f1, snapshot
-        metrics["dev/best_f1"] = state.best_dev_f1 if method.main else state.pretrain_best_f1
+        elif sel.metric > state.pretrain_best_metric:
+            state.pretrain_best_metric, state.pretrain_best_state = sel.metric, snapshot
+        metrics[f"dev/best_{task.metric}"] = state.best_dev_metric if method.main else state.pretrain_best_metric
         state.history.append({"epoch": float(epoch), **metrics})
         state.epoch = epoch + 1
         state.method_state = snapshot
@@ -155,14 +153,11 @@ def fit(
     return state
 
 
-def test_metrics(method: Method, data: MLCDataset, state: LoopState, device: torch.device) -> dict[str, float]:
-    """Load the dev-best state and score test at the dev-tuned threshold and at 0.5."""
+def test_metrics(method: Method, data: Any, state: LoopState, device: torch.device) -> dict[str, float]:
+    """Load the dev-best state and score test (``test/<metric>``; multi-label: at the dev-tuned
+    threshold, and ``test/f1_at_0.5``)."""
     if state.best_state is None:
         raise RuntimeError("no main-phase epoch was run: raise trainer.max_epochs above method.pretrain_epochs")
     method.load_state_dict(state.best_state)
     scores = evaluate(method, data.test, device)
-    gold = torch.from_numpy(data.test.labels).float()
-    return {
-        "test/f1": example_f1(scores, gold, state.best_threshold),
-        "test/f1_at_0.5": example_f1(scores, gold, 0.5),
-    }
+    return {f"test/{k}": v for k, v in method.task.score(scores, method.task.gold(data.test), state.best_decision).items()}

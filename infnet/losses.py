@@ -1,6 +1,8 @@
 """Losses shared by the methods: task losses, Δ costs, margin hinges, SEAL's NCE ranking, regularisers.
 
 Shapes: multi-label y, ŷ (B, L) in [0, 1]; energies (B,). All losses return a scalar (batch mean).
+The margin and Δ pieces are structure-agnostic (any y (B, *S)); the task-specific ones are used through
+``infnet.tasks``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ def soft_f1_loss(p: torch.Tensor, y: torch.Tensor, eps: float = 1e-6) -> torch.T
 
 
 def squared_l2_cost(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Δ(ŷ, y) = Σ_l (ŷ_l − y_l)²: (B, L), (B, L) -> (B,)."""
-    return ((y_hat - y) ** 2).sum(-1)
+    """Δ(ŷ, y) = Σ (ŷ − y)² over every output part: (B, *S), (B, *S) -> (B,) (zero padding rows add 0)."""
+    return ((y_hat - y) ** 2).flatten(1).sum(-1)
 
 
 def margin_rescaled_hinge(

@@ -23,18 +23,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infnet.data.cache import cache_root
-from infnet.data.types import MLCDataset
 
-FORMAT = "infnet-pretrain-3"  # bump whenever pretraining itself changes
+FORMAT = "infnet-pretrain-4"  # bump whenever pretraining itself changes
+ENERGY_KEYS = ("energy", "seq_energy")  # model config groups that pretraining does not read
 
 
-def pretrain_key(cfg: DictConfig, data: MLCDataset) -> str:
+def pretrain_key(cfg: DictConfig, data: Any) -> str:
     """SHA-256 over everything pretraining depends on (not on the method's own main-phase settings)."""
     parts = {
         "format": FORMAT,
         "data": data.source_sha256,
-        "dev": [data.dev_seed, data.dev_fraction, len(data.train), len(data.dev)],
-        "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "energy"},
+        "dev": [getattr(data, "dev_seed", None), getattr(data, "dev_fraction", None), len(data.train), len(data.dev)],
+        "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in ENERGY_KEYS},
         "optim": [cfg.method.lr, cfg.method.weight_decay, cfg.method.pretrain_epochs],
         "trainer": [cfg.trainer.batch_size, cfg.trainer.seed, str(cfg.trainer.device)],
         "torch": torch.__version__,
@@ -67,7 +67,7 @@ class PretrainCache:
         os.replace(tmp, self.path)
 
 
-def cache_for(cfg: DictConfig, data: MLCDataset) -> PretrainCache | None:
+def cache_for(cfg: DictConfig, data: Any) -> PretrainCache | None:
     """The cache to use for this run, or None (no pretraining, or ``trainer.pretrain_cache=false``)."""
     if not cfg.trainer.get("pretrain_cache", False) or int(cfg.method.get("pretrain_epochs", 0)) == 0:
         return None

@@ -23,12 +23,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infnet.config import validate
-from infnet.data import load_mlc
-from infnet.data.types import MLCDataset, MLCSplit
 from infnet.loop import LoopState, fit, test_metrics
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
 from infnet.pretrain_cache import cache_for
+from infnet.tasks import build_task
 
 log = logging.getLogger("infnet.train")
 
@@ -46,11 +45,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_sampler(split: MLCSplit, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
-    """A sampler of random batches of ``split`` (x (B, D), y (B, L), indices (B,)) with its own seeded generator."""
+def make_sampler(split: Any, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+    """A sampler of random batches of ``split`` (x, y (B, *S), indices (B,)) with its own seeded generator."""
     rng = np.random.default_rng([seed, 7919])
 
-    def sample() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    def sample() -> tuple[Any, torch.Tensor, np.ndarray]:
         idx = rng.choice(len(split), size=min(batch_size, len(split)), replace=False)
         x, y = split.batch(idx)
         return x.to(device), y.to(device), idx
@@ -58,18 +57,20 @@ def make_sampler(split: MLCSplit, batch_size: int, seed: int, device: torch.devi
     return sample
 
 
-def progress_line(epoch: int, max_epochs: int, metrics: dict[str, float]) -> str:
+def progress_line(epoch: int, max_epochs: int, metrics: dict[str, float], metric: str = "f1") -> str:
+    """One line of progress for an epoch's ``metrics`` (``dev/<metric>`` is the selection metric)."""
     phase = "main" if metrics.get("phase_main") else "pretrain"
     losses = " ".join(f"{k.removeprefix('train/loss/')}={v:.4g}" for k, v in metrics.items() if k.startswith("train/loss/"))
+    thr = f" thr={metrics['dev/threshold']:.3f}" if "dev/threshold" in metrics else ""
     return (
-        f"[epoch {epoch + 1}/{max_epochs} {phase}] {losses} dev_f1={100 * metrics['dev/f1']:.2f} "
-        f"(best {100 * metrics['dev/best_f1']:.2f}) thr={metrics['dev/threshold']:.3f} {metrics['epoch_seconds']:.1f}s"
+        f"[epoch {epoch + 1}/{max_epochs} {phase}] {losses} dev_{metric}={100 * metrics[f'dev/{metric}']:.2f} "
+        f"(best {100 * metrics[f'dev/best_{metric}']:.2f}){thr} {metrics['epoch_seconds']:.1f}s"
     )
 
 
 def run_training(
     cfg: DictConfig,
-    data: MLCDataset | None = None,
+    data: Any | None = None,
     on_epoch: Callable[[int, dict[str, float], LoopState], None] | None = None,
     state: LoopState | None = None,
     run_logger: Any | None = None,
@@ -85,15 +86,18 @@ def run_training(
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
     device = pick_device(t.device)
-    data = data if data is not None else load_mlc(cfg.data)
+    if data is None:
+        from infnet.data import load_data
+
+        data = load_data(cfg.data)
+    task = build_task(data, cfg.model)
     sampler = make_sampler(data.train, t.batch_size, t.seed, device)
-    ctx = MethodContext(data.n_features, data.n_labels, cfg.model, cfg.method, device, sampler, data.train)
-    method = build_method(ctx)
+    method = build_method(MethodContext(task, cfg.model, cfg.method, device, sampler, data.train))
     torch.manual_seed(t.seed)  # the same random stream from here on, whichever modules the method built
 
     def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
         if verbose:
-            print(progress_line(epoch, t.max_epochs, metrics), file=sys.stderr, flush=True)
+            print(progress_line(epoch, t.max_epochs, metrics, task.metric), file=sys.stderr, flush=True)
         if run_logger is not None:
             run_logger.log_metrics(metrics, step=epoch)
         if on_epoch is not None:
@@ -101,12 +105,13 @@ def run_training(
 
     cache = cache_for(cfg, data)
     state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook, pretrain_cache=cache)
+    metric = task.metric
     result: dict[str, Any] = {
         "method": cfg.method.name,
         "data": data.name,
+        "task": task.name,
         "seed": int(t.seed),
-        "dev_f1": 100 * state.best_dev_f1,
-        "threshold": state.best_threshold,
+        f"dev_{metric}": 100 * state.best_dev_metric,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
         "train_seconds": state.train_seconds,
@@ -114,17 +119,20 @@ def run_training(
     }
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     result.update({k.replace("/", "_"): v for k, v in best.items() if k.startswith("energy/")})
+    if state.best_decision is not None:
+        result["threshold"] = state.best_decision
     test = test_metrics(method, data, state, device)
-    result.update({"test_f1": 100 * test["test/f1"], "test_f1_at_0.5": 100 * test["test/f1_at_0.5"]})
+    result.update({k.replace("/", "_"): 100 * v for k, v in test.items()})
     if run_logger is not None:
-        run_logger.log_metrics({**test, "best/dev_f1": state.best_dev_f1, "train_seconds": state.train_seconds}, step=state.epoch)
+        best = {f"best/dev_{metric}": state.best_dev_metric, "train_seconds": state.train_seconds}
+        run_logger.log_metrics({**test, **best}, step=state.epoch)
         run_logger.log_dict(state.history, "history.json")
         if cfg.tracking.get("log_model", True):
             run_logger.log_torch(state.best_state, "best_model.pt")
     return result
 
 
-def main_with_tracking(cfg: DictConfig, data: MLCDataset | None = None) -> dict[str, Any]:
+def main_with_tracking(cfg: DictConfig, data: Any | None = None) -> dict[str, Any]:
     """Run ``run_training`` inside an MLflow run (``tracking.uri``/``tracking.experiment``).
 
     The run ends ``FINISHED``, or ``FAILED`` (and the exception propagates) if training raised.

@@ -10,6 +10,7 @@ from infnet.compose import compose
 from infnet.data import load_mlc
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import Method
+from infnet.tasks import build_task
 
 DATA = load_mlc({"name": "synthetic_mlc", "n_train": 300, "n_dev": 100, "n_test": 100, "cache": False})
 
@@ -23,7 +24,7 @@ def _method(name: str, *overrides: str) -> Method:
         return (*DATA.train.batch(idx), idx)
 
     torch.manual_seed(0)
-    method = build_method(MethodContext(DATA.n_features, DATA.n_labels, cfg.model, cfg.method, torch.device("cpu"), sample, DATA.train))
+    method = build_method(MethodContext(build_task(DATA, cfg.model), cfg.model, cfg.method, torch.device("cpu"), sample, DATA.train))
     for _ in range(20):  # a little pretraining
         method.ce_step(*sample()[:2])
     if method.uses_energy:
@@ -98,5 +99,5 @@ def test_spen_cost_augmented_inference_increases_the_cost() -> None:
     method = _method("spen")
     x, y = DATA.train.batch(np.arange(32))
     h = method.feats(x)
-    plain, augmented = method.infer(h), method.infer(h, y)
+    plain, augmented = method.infer(x, h), method.infer(x, h, y)
     assert ((augmented - y) ** 2).sum() > ((plain - y) ** 2).sum()

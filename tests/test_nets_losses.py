@@ -31,7 +31,7 @@ def test_energy_shapes_and_label_term_capacity() -> None:
         h, y = torch.randn(7, 6, dtype=torch.float64), torch.rand(7, 5, dtype=torch.float64)
         assert e(h, y).shape == (7,)
         assert len(e.label_layers) == depth
-        assert torch.allclose(e(h, y), e.local_energy(h, y) + e.global_energy(y))
+        assert torch.allclose(e(h, y), e.local_energy(h, y) + e.global_energy(h, y))
 
 
 def test_label_term_starts_at_zero_but_is_not_inert() -> None:
@@ -40,13 +40,13 @@ def test_label_term_starts_at_zero_but_is_not_inert() -> None:
     left it ~3e-4 of the local term's)."""
     e = _energy()
     h, y = torch.randn(64, 6, dtype=torch.float64), torch.rand(64, 5, dtype=torch.float64).requires_grad_(True)
-    assert torch.equal(e.global_energy(y), torch.zeros(64, dtype=torch.float64))
+    assert torch.equal(e.global_energy(h, y), torch.zeros(64, dtype=torch.float64))
     (g_c2,) = torch.autograd.grad(e(h, y).mean(), e.label_out.weight)
     assert g_c2.abs().min() > 0.1
     with torch.no_grad():
         e.label_out.weight.copy_(torch.nn.functional.normalize(torch.randn_like(e.label_out.weight), dim=1))
     (g_local,) = torch.autograd.grad(e.local_energy(h, y).sum(), y)
-    (g_global,) = torch.autograd.grad(e.global_energy(y).sum(), y)
+    (g_global,) = torch.autograd.grad(e.global_energy(h, y).sum(), y)
     assert 0.05 < float(g_global.norm() / g_local.norm()) < 20
 
 
@@ -97,5 +97,5 @@ def test_mirror_descent_lowers_the_full_energy() -> None:
 def test_global_scale_zero_disables_the_label_term() -> None:
     e = MLCEnergy(feature_dim=6, n_labels=5, global_scale=0.0).double()
     h, y = torch.randn(3, 6, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64)
-    assert torch.equal(e.global_energy(y), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(e.global_energy(h, y), torch.zeros(3, dtype=torch.float64))
     assert torch.allclose(e(h, y), e.local_energy(h, y))

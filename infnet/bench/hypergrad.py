@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from infnet.compose import compose
-from infnet.data.types import MLCSplit, SparseRows
+from infnet.data.types import MLCDataset, MLCSplit, SparseRows
 from infnet.methods import MethodContext, build_method
 from infnet.methods.implicit import Implicit
+from infnet.tasks.multilabel import MultiLabelTask
 from infnet.train import make_sampler
 
 N_FEATURES, N_LABELS, BATCH = 1836, 159, 32  # bibtex
@@ -79,7 +80,8 @@ def random_split(n: int, rng: np.random.Generator) -> MLCSplit:
 def build(overrides: list[str], device: torch.device, split: MLCSplit) -> Any:
     cfg = compose(["method=implicit", *overrides])
     sample = make_sampler(split, BATCH, 1, device)
-    method = build_method(MethodContext(N_FEATURES, N_LABELS, cfg.model, cfg.method, device, sample, split))
+    data = MLCDataset("random", split, split, split, [], [], dev_seed=0, dev_fraction=0.0, source_sha256="")
+    method = build_method(MethodContext(MultiLabelTask(data, cfg.model), cfg.model, cfg.method, device, sample, split))
     method.begin_main()
     return method, sample
 

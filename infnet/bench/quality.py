@@ -3,9 +3,13 @@
     python -m infnet.bench quality --data bibtex --root ../shared/data/mulan --seeds 0 1 2 3 4 \\
         --variants ce ce_nodrop spen tu_gimpel seal implicit implicit_frozen --workers 2
 
+    python -m infnet.bench quality --data conll2003 --root ../shared/data/ner/conll2003 --seeds 0 1 2 \
+        --variants ce crf tu_gimpel seal implicit
+
 Each run is ``infnet.train.run_training`` in its own process (one torch thread each), with model
-selection on dev only. Prints, per variant, mean ± sd of test F1 (at the dev-tuned threshold),
-dev F1, time, and the paired difference to ``ce`` over seeds; writes every run to a Parquet table.
+selection on dev only. Prints, per variant, mean ± sd of the test metric (multi-label: example F1 at
+the dev-tuned threshold; NER: span F1; POS: token accuracy), the dev metric, time, and the paired
+difference to ``ce`` over seeds; writes every run to a Parquet table.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ VARIANTS: dict[str, list[str]] = {
     "seal": ["method=seal"],
     "implicit": ["method=implicit"],
     "implicit_frozen": ["method=implicit", "method.freeze_energy=true"],
+    "crf": ["method=crf"],  # sequence labelling only
 }
 
 
@@ -52,8 +57,10 @@ def mean_of(runs: list[dict[str, Any]], key: str, fmt: str) -> str:
 def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = "ce") -> str:
     """Markdown table: mean ± sd per variant and paired (same seed) differences against ``reference``."""
     by = {v: {r["seed"]: r for r in rows if r["variant"] == v} for v in variants}
+    m = "acc" if any("test_acc" in r for r in rows) else "f1"
+    dev, test = f"dev_{m}", f"test_{m}"
     lines = [
-        f"| variant | seeds | dev F1 | test F1 (mean ± sd) | test F1@0.5 | Δ test vs {reference} (paired, mean ± sd) "
+        f"| variant | seeds | {dev} | {test} (mean ± sd) | test F1@0.5 | Δ test vs {reference} (paired, mean ± sd) "
         "| label/local ∇y ratio | E(gold)−E(pred) | s/run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -66,10 +73,10 @@ def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = 
         if not runs:
             continue
         ref = by.get(reference, {})
-        diffs = [by[v][s]["test_f1"] - ref[s]["test_f1"] for s in by[v] if s in ref]
+        diffs = [by[v][s][test] - ref[s][test] for s in by[v] if s in ref]
         lines.append(
-            f"| {v} | {len(runs)} | {statistics.mean(r['dev_f1'] for r in runs):.2f} | {ms([r['test_f1'] for r in runs])} "
-            f"| {statistics.mean(r['test_f1_at_0.5'] for r in runs):.2f} | {ms(diffs) if diffs and v != reference else '-'} "
+            f"| {v} | {len(runs)} | {statistics.mean(r[dev] for r in runs):.2f} | {ms([r[test] for r in runs])} "
+            f"| {mean_of(runs, 'test_f1_at_0.5', '.2f')} | {ms(diffs) if diffs and v != reference else '-'} "
             f"| {mean_of(runs, 'energy_grad_ratio_global_local', '.3f')} | {mean_of(runs, 'energy_gold_minus_pred', '.2f')} "
             f"| {statistics.mean(r['wall_seconds'] for r in runs):.0f} |"
         )
@@ -90,7 +97,7 @@ def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m infnet.bench quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="synthetic_mlc")
-    ap.add_argument("--root", default=None, help="data.root (directory of the MULAN files)")
+    ap.add_argument("--root", default=None, help="data.root (directory of the data files)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"names from {list(VARIANTS)} or --define")
     ap.add_argument("--define", nargs="*", default=[], help="extra variants NAME=override,override (e.g. imp_lr3=method=implicit,method.lr_energy=1e-3)")
@@ -118,7 +125,7 @@ def main(argv: list[str]) -> None:
     base += [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
     pretrain = [f"method.pretrain_epochs={args.pretrain_epochs}"] if args.pretrain_epochs is not None else []
     jobs = [
-        (v, s, base + variants[v] + ([] if "method=ce" in variants[v] else pretrain) + per_variant[v] + [f"trainer.seed={s}"])
+        (v, s, base + variants[v] + ([] if {"method=ce", "method=crf"} & set(variants[v]) else pretrain) + per_variant[v] + [f"trainer.seed={s}"])
         for s in args.seeds
         for v in args.variants
     ]
@@ -138,7 +145,8 @@ def main(argv: list[str]) -> None:
                 continue
             rows.append(row)
             write_rows(rows + failed, out)  # finished results are on disk as soon as they exist
-            print(f"{v} seed={s}: dev {row['dev_f1']:.2f} test {row['test_f1']:.2f} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
+            m = "acc" if "test_acc" in row else "f1"
+            print(f"{v} seed={s}: dev {row[f'dev_{m}']:.2f} test {row[f'test_{m}']:.2f} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
 
     print(f"command: python -m infnet.bench quality {' '.join(argv)}")
     print(summarise(rows, args.variants, args.reference))

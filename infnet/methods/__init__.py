@@ -6,15 +6,16 @@ from infnet.methods.base import Method, MethodContext
 
 
 def build_method(ctx: MethodContext) -> Method:
-    """Instantiate the method named by ``ctx.method.name`` (ce | spen | tu_gimpel | seal | implicit)."""
+    """Instantiate the method named by ``ctx.method.name`` (ce | spen | tu_gimpel | seal | implicit | crf)."""
     from infnet.methods.ce import CrossEntropy
+    from infnet.methods.crf import CRF
     from infnet.methods.implicit import Implicit
     from infnet.methods.seal import SEAL
     from infnet.methods.spen import SPEN
     from infnet.methods.tu_gimpel import TuGimpel
 
     registry: dict[str, type[Method]] = {
-        c.name: c for c in (CrossEntropy, SPEN, TuGimpel, SEAL, Implicit)
+        c.name: c for c in (CrossEntropy, SPEN, TuGimpel, SEAL, Implicit, CRF)
     }
     name = ctx.method.name
     if name not in registry:

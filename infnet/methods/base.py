@@ -20,25 +20,23 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from infnet.data.types import MLCSplit
-from infnet.losses import bce_sum
-from infnet.nets import InferenceNet, MLCEnergy
+from infnet.tasks import Task
 
-BatchSampler = Callable[[], tuple[torch.Tensor, torch.Tensor, np.ndarray]]
+BatchSampler = Callable[[], tuple[Any, torch.Tensor, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method is built from: sizes, configs, device, a sampler of random train batches
-    (x (B, D), y (B, L), train indices (B,)), and the train split (for caching frozen features)."""
+    """What a method is built from: the task (networks, losses, metrics of the output structure),
+    configs, device, a sampler of random train batches (x, y (B, *S), train indices (B,)), and the
+    train split (for caching frozen features)."""
 
-    n_features: int
-    n_labels: int
+    task: Task
     model: DictConfig
     method: DictConfig
     device: torch.device
     sample_train_batch: BatchSampler
-    train: MLCSplit | None = None
+    train: Any | None = None
 
 
 def adam(module: nn.Module | list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -65,15 +63,15 @@ class Method:
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
-        m = ctx.model
-        self.infnet = InferenceNet(ctx.n_features, list(m.hidden), ctx.n_labels, m.dropout).to(ctx.device)
+        self.task = ctx.task
+        self.infnet = self.task.build_infnet().to(ctx.device)
         self.opt_infnet = adam(self.infnet, ctx.method.lr, ctx.method.weight_decay)
         self.pretrain_epochs = int(ctx.method.get("pretrain_epochs", 0))
         self.main = self.pretrain_epochs == 0
 
     # --- the interface -------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
-        """One update on a batch x (B, D), y (B, L) (rows ``idx`` of the train split, if known);
+    def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+        """One update on a batch x, y (B, *S) (rows ``idx`` of the train split, if known);
         returns scalar diagnostics."""
         return self.ce_step(x, y)
 
@@ -86,28 +84,31 @@ class Method:
         return {}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Relaxed prediction x (B, D) -> y (B, L) in [0, 1] (eval mode): the inference network
-        during pretraining, the method's own predictor (``predict_main``) afterwards."""
+    def predict(self, x: Any) -> torch.Tensor:
+        """Relaxed prediction x -> y (B, *S) (eval mode): the inference network during pretraining,
+        the method's own predictor (``predict_main``) afterwards."""
         if self.main:
             return self.predict_main(x)
-        self.infnet.eval()
-        return self.infnet.probs(x)
+        return self.infer_with(self.infnet, x)
 
-    def predict_main(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_main(self, x: Any) -> torch.Tensor:
         """The method's predictor after pretraining; by default the inference network."""
-        self.infnet.eval()
-        return self.infnet.probs(x)
+        return self.infer_with(self.infnet, x)
 
-    def diagnostics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Per-epoch diagnostics on a dev batch x (B, D), y (B, L)."""
+    def diagnostics(self, x: Any, y: torch.Tensor) -> dict[str, float]:
+        """Per-epoch diagnostics on a dev batch x, y (B, *S)."""
         return {}
 
     # --- shared pieces -------------------------------------------------------------------------
-    def ce_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def infer_with(self, net: nn.Module, x: Any) -> torch.Tensor:
+        """Relaxed outputs (B, *S) of an inference network ``net`` in eval mode."""
+        net.eval()
+        return self.task.relax(net(x), x)
+
+    def ce_step(self, x: Any, y: torch.Tensor) -> dict[str, float]:
         """A cross-entropy step on ψ: the ``ce`` method and every energy method's pretraining."""
         self.infnet.train()
-        loss = bce_sum(self.infnet(x), y)
+        loss = self.task.ce_loss(self.infnet(x), y)
         step(self.opt_infnet, loss)
         return {"loss/ce": loss.item()}
 
@@ -154,11 +155,8 @@ class EnergyMethod(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        e = ctx.model.energy
         self.features = copy.deepcopy(self.infnet.features)
-        self.energy = MLCEnergy(
-            self.infnet.features.out_dim, ctx.n_labels, e.label_hidden, e.depth, e.label_init, e.global_scale, e.out_init
-        ).to(ctx.device)
+        self.energy = self.task.build_energy(self.infnet.features.out_dim).to(ctx.device)
         self.opt_energy = adam(self.energy, ctx.method.lr_energy, ctx.method.weight_decay_energy)
 
     train_h: torch.Tensor | None = None  # frozen features of every train example, computed lazily
@@ -171,20 +169,22 @@ class EnergyMethod(Method):
         self.energy.init_local_from(self.infnet.head)
         self.opt_energy = adam(self.energy, self.ctx.method.lr_energy, self.ctx.method.weight_decay_energy)
 
-    def feats(self, x: torch.Tensor, idx: np.ndarray | None = None) -> torch.Tensor:
-        """Frozen features F(x): x (B, D) -> (B, H), no gradient.
+    def feats(self, x: Any, idx: np.ndarray | None = None) -> Any:
+        """What the energy reads of x: the task's ``energy_input`` of frozen features F(x), no gradient.
 
-        With ``idx`` (rows of the train split) they are read from a cache computed once per
-        main phase: F is frozen, so this is exact and saves a forward pass of F per step.
+        For fixed-size inputs (``task.cache_train_features``) and with ``idx`` (rows of the train
+        split), F(x) is read from a cache computed once per main phase: F is frozen, so this is exact
+        and saves a forward pass of F per step.
         """
-        if idx is None or self.ctx.train is None:
+        if idx is None or self.ctx.train is None or not self.task.cache_train_features:
             with torch.no_grad():
-                return self.features(x)
+                self.features.eval()
+                return self.task.energy_input(self.features(x), x)
         if self.train_h is None:
             self.train_h = self.ctx.train.map_inputs(self.features, self.ctx.device)
-        return self.train_h[torch.as_tensor(idx, device=self.train_h.device)]
+        return self.task.energy_input(self.train_h[torch.as_tensor(idx, device=self.train_h.device)], x)
 
-    def energy_const(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def energy_const(self, h: Any, y: torch.Tensor) -> torch.Tensor:
         """E_θ(h, y) -> (B,) with θ as constants: gradients flow to y only (cheaper backward, and no
         stray gradients accumulate on θ during inference-network steps)."""
         theta = {k: p.detach() for k, p in self.energy.named_parameters()}
@@ -196,13 +196,13 @@ class EnergyMethod(Method):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {**super().optimizers(), "opt_energy": self.opt_energy}
 
-    def diagnostics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def diagnostics(self, x: Any, y: torch.Tensor) -> dict[str, float]:
         """Label-term vs local-term y-gradient norm ratio and mean E(gold) − E(prediction)."""
         h = self.feats(x)
         y_hat = self.predict(x).requires_grad_(True)
         with torch.enable_grad():
             (g_local,) = torch.autograd.grad(self.energy.local_energy(h, y_hat).sum(), y_hat)
-            global_e = self.energy.global_energy(y_hat).sum()
+            global_e = self.energy.global_energy(h, y_hat).sum()
             g_global = torch.autograd.grad(global_e, y_hat)[0] if global_e.requires_grad else torch.zeros_like(y_hat)
         with torch.no_grad():
             gap = (self.energy(h, y) - self.energy(h, y_hat.detach())).mean()

@@ -1,9 +1,9 @@
 """``implicit`` (ours): the energy E_θ is a trainable loss, learned by implicit differentiation.
 
 Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
-``G(ψ, θ) = mean E_θ(x, A_ψ(x)) + lam · BCE(A_ψ(x), y)`` over training batches.
+``G(ψ, θ) = mean E_θ(x, A_ψ(x)) + lam · CE(A_ψ(x), y)`` over training batches.
 Outer problem (θ): after every T inner steps, θ takes one Adam step along the hypergradient of the
-task objective ``F(ψ*(θ))`` (``outer_loss``: ``soft_f1`` or ``bce``) on a *different* random training
+task objective ``F(ψ*(θ))`` (``outer_loss``: the task's ``soft_f1`` or cross-entropy ``bce``) on a *different* random training
 batch, computed by ``infnet.implicit.hypergrad`` at the current ψ with the inner batch's G.
 ``implicit_params=head`` restricts ψ in the implicit system to the output layer (the hidden layers
 are held fixed during the response): an exact hypergradient of that block problem at a fraction of the
@@ -16,16 +16,14 @@ deterministic function of ψ; the inner steps themselves use dropout.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+import numpy as np
 import torch
 from torch.func import functional_call
 
 from infnet.implicit import HypergradInfo, hypergrad
-from infnet.losses import bce_prob_sum, bce_sum, soft_f1_loss
 from infnet.methods.base import EnergyMethod, MethodContext, step
-
-OUTER_LOSSES = {"soft_f1": soft_f1_loss, "bce": bce_prob_sum}
 
 
 class Implicit(EnergyMethod):
@@ -35,13 +33,13 @@ class Implicit(EnergyMethod):
         super().__init__(ctx)
         self.inner_count = 0
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+    def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         m = self.ctx.method
         h = self.feats(x, idx)
         self.infnet.train()
         logits = self.infnet(x)
-        e = self.energy_const(h, torch.sigmoid(logits)).mean()
-        ce = bce_sum(logits, y)
+        e = self.energy_const(h, self.task.relax(logits, x)).mean()
+        ce = self.task.ce_loss(logits, y)
         step(self.opt_infnet, e + m.lam * ce, m.grad_clip)
         stats = {"loss/inner": (e + m.lam * ce).item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
         self.inner_count += 1
@@ -49,7 +47,7 @@ class Implicit(EnergyMethod):
             stats.update(self.outer_step(x, y, h))
         return stats
 
-    def outer_step(self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor) -> dict[str, float]:
+    def outer_step(self, x: Any, y: torch.Tensor, h: Any) -> dict[str, float]:
         """One θ update from the implicit hypergradient; returns loss and solver diagnostics."""
         x_out, y_out, _ = self.ctx.sample_train_batch()
         grads, info = self.hypergradient(x, y, h, x_out, y_out)
@@ -60,16 +58,17 @@ class Implicit(EnergyMethod):
         norm = torch.nn.utils.clip_grad_norm_(list(self.energy.parameters()), clip or float("inf"))
         self.opt_energy.step()
         with torch.no_grad():
-            outer = OUTER_LOSSES[self.ctx.method.outer_loss](self.infnet.probs(x_out), y_out).item()
+            outer = self.task.outer_loss(self.ctx.method.outer_loss, self.infer_with(self.infnet, x_out), y_out).item()
+        self.infnet.train()
         return {"loss/outer": outer, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
 
     def hypergradient(
-        self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, x_out: torch.Tensor, y_out: torch.Tensor
+        self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], HypergradInfo]:
-        """dF/dθ at the current ψ: G on the inner batch (x (B, D), y (B, L), features h (B, H)),
-        F on the outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
+        """dF/dθ at the current ψ: G on the inner batch (x, y (B, *S), energy input h), F on the
+        outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
         m = self.ctx.method
-        energy, outer_fn = self.energy, OUTER_LOSSES[m.outer_loss]
+        energy, task = self.energy, self.task
         net: torch.nn.Module = self.infnet
         inputs, inputs_out = x, x_out
         if m.implicit_params == "head":  # ψ restricted to the output layer; hidden layers held fixed
@@ -80,10 +79,10 @@ class Implicit(EnergyMethod):
 
         def inner_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
             logits = functional_call(net, psi, (inputs,))
-            return functional_call(energy, theta, (h, torch.sigmoid(logits))).mean() + m.lam * bce_sum(logits, y)
+            return functional_call(energy, theta, (h, task.relax(logits, x))).mean() + m.lam * task.ce_loss(logits, y)
 
         def outer_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
-            return outer_fn(torch.sigmoid(functional_call(net, psi, (inputs_out,))), y_out)
+            return task.outer_loss(m.outer_loss, task.relax(functional_call(net, psi, (inputs_out,)), x_out), y_out)
 
         psi = {k: p.detach() for k, p in net.named_parameters()}
         theta = {k: p.detach() for k, p in energy.named_parameters()}

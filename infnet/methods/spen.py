@@ -7,11 +7,11 @@ mirror descent (``infnet.inference.gbi``) started from the local term's minimise
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+import numpy as np
 import torch
 
-from infnet.inference import mirror_descent
 from infnet.losses import margin_rescaled_hinge, squared_l2_cost
 from infnet.methods.base import EnergyMethod, step
 
@@ -19,25 +19,28 @@ from infnet.methods.base import EnergyMethod, step
 class SPEN(EnergyMethod):
     name = "spen"
 
-    def infer(self, h: torch.Tensor, y_gold: torch.Tensor | None = None) -> torch.Tensor:
-        """GBI on E(h, ·) (minus Δ to ``y_gold`` when given): h (B, H) -> y (B, L)."""
+    def infer(self, x: Any, h: Any, y_gold: torch.Tensor | None = None) -> torch.Tensor:
+        """GBI on E(h, ·) (minus Δ to ``y_gold`` when given) for input x -> y (B, *S), started
+        from the minimiser of the local term (logits z0 = −∇_y E_local, which is linear in y)."""
         m = self.ctx.method
 
         def objective(y: torch.Tensor) -> torch.Tensor:
             e = self.energy(h, y)
             return e if y_gold is None else e - squared_l2_cost(y, y_gold)
 
-        z0 = self.energy.local(h).detach()
-        return mirror_descent(objective, z0, m.inference_steps, m.inference_lr, m.entropy).y
+        with torch.enable_grad():
+            y0 = self.infer_with(self.infnet, x).requires_grad_(True)
+            (z0,) = torch.autograd.grad(self.energy.local_energy(h, y0).sum(), y0)
+        return self.task.gbi(objective, -z0, x, m.inference_steps, m.inference_lr, m.entropy).y
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+    def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         h = self.feats(x, idx)
-        y_aug = self.infer(h, y)
+        y_aug = self.infer(x, h, y)
         e_pred, e_gold = self.energy(h, y_aug), self.energy(h, y)
         hinge = margin_rescaled_hinge(e_pred, e_gold, squared_l2_cost(y_aug, y))
         step(self.opt_energy, hinge, self.ctx.method.grad_clip)
         return {"loss/hinge": hinge.item(), "energy/gold": e_gold.mean().item(), "energy/cost_aug": e_pred.mean().item()}
 
     @torch.no_grad()
-    def predict_main(self, x: torch.Tensor) -> torch.Tensor:
-        return self.infer(self.feats(x))
+    def predict_main(self, x: Any) -> torch.Tensor:
+        return self.infer(x, self.feats(x))

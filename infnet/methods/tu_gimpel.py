@@ -16,12 +16,13 @@ energy alone (``E + entropy``) over training inputs, with θ fixed; that copy ma
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from infnet.losses import bce_sum, bernoulli_entropy, l2_to, margin_rescaled_hinge, squared_l2_cost
+from infnet.losses import l2_to, margin_rescaled_hinge, squared_l2_cost
 from infnet.methods.base import EnergyMethod, MethodContext, adam, step
 
 
@@ -41,23 +42,24 @@ class TuGimpel(EnergyMethod):
         self.anchor.load_state_dict(self.infnet.state_dict())
         self.opt_cost_aug = adam(self.cost_aug, self.ctx.method.lr, self.ctx.method.weight_decay)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
-        m = self.ctx.method
+    def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+        m, task = self.ctx.method, self.task
         h = self.feats(x, idx)
         self.cost_aug.train()
         self.infnet.train()
 
-        y_aug = self.cost_aug.probs(x)
+        y_aug = task.relax(self.cost_aug(x), x)
         hinge_aug = margin_rescaled_hinge(self.energy_const(h, y_aug), self.energy_const(h, y), squared_l2_cost(y_aug, y))
-        loss_aug = -hinge_aug + m.entropy * bernoulli_entropy(y_aug)
+        loss_aug = -hinge_aug + m.entropy * task.entropy(y_aug)
         loss_aug = loss_aug + m.regu_pretrain * l2_to(list(self.cost_aug.parameters()), list(self.anchor.parameters()))
         step(self.opt_cost_aug, loss_aug, m.grad_clip)
 
         logits = self.infnet(x)
-        e_test = self.energy_const(h, torch.sigmoid(logits)).mean()
-        step(self.opt_infnet, e_test + m.ce_weight * bce_sum(logits, y), m.grad_clip)
+        y_test = task.relax(logits, x)
+        e_test = self.energy_const(h, y_test).mean()
+        step(self.opt_infnet, e_test + m.ce_weight * task.ce_loss(logits, y), m.grad_clip)
 
-        y_aug, y_test = y_aug.detach(), torch.sigmoid(logits).detach()
+        y_aug, y_test = y_aug.detach(), y_test.detach()
         e_gold = self.energy(h, y)
         hinge = margin_rescaled_hinge(self.energy(h, y_aug), e_gold, squared_l2_cost(y_aug, y))
         perceptron = margin_rescaled_hinge(self.energy(h, y_test), e_gold, torch.zeros_like(e_gold))
@@ -80,17 +82,15 @@ class TuGimpel(EnergyMethod):
         total = 0.0
         for _ in range(m.retune_steps):
             x, _, idx = self.ctx.sample_train_batch()
-            y_hat = net.probs(x)
-            loss = self.energy_const(self.feats(x, idx), y_hat).mean() + m.entropy * bernoulli_entropy(y_hat)
+            y_hat = self.task.relax(net(x), x)
+            loss = self.energy_const(self.feats(x, idx), y_hat).mean() + m.entropy * self.task.entropy(y_hat)
             step(opt, loss)
             total += loss.item()
         return {"loss/retune": total / m.retune_steps}
 
     @torch.no_grad()
-    def predict_main(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.retuned if self.ctx.method.retune_steps > 0 else self.infnet
-        net.eval()
-        return net.probs(x)
+    def predict_main(self, x: Any) -> torch.Tensor:
+        return self.infer_with(self.retuned if self.ctx.method.retune_steps > 0 else self.infnet, x)
 
     def modules(self) -> dict[str, nn.Module]:
         return {**super().modules(), "cost_aug": self.cost_aug, "anchor": self.anchor, "retuned": self.retuned}

@@ -73,8 +73,9 @@ class MLCEnergy(nn.Module):
         """h (B, H), y (B, L) -> (B,) = -Σ_l y_l (b_lᵀ h + a_l)."""
         return -(y * self.local(h)).sum(-1)
 
-    def global_energy(self, y: torch.Tensor) -> torch.Tensor:
-        """y (B, L) -> (B,) = s · c₂ᵀ g(C₁ (y - 0.5)); zeros without a label term."""
+    def global_energy(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """h (B, H) (unused: the label term reads y only), y (B, L) -> (B,) = s · c₂ᵀ g(C₁ (y - 0.5));
+        zeros without a label term."""
         if not self.has_label_term:
             return y.new_zeros(y.shape[:-1])
         z = y - 0.5
@@ -84,4 +85,4 @@ class MLCEnergy(nn.Module):
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """h (B, H), y (B, L) -> energy (B,)."""
-        return self.local_energy(h, y) + self.global_energy(y)
+        return self.local_energy(h, y) + self.global_energy(h, y)
