@@ -99,9 +99,9 @@ class SeqFeatureNet(nn.Module):
         if self.training and self.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.word_dropout
             words = words.masked_fill(drop & mask, UNK_ID)
-        chars = self.embed.weight.new_zeros(*mask.shape, self.chars.out_dim)
-        chars[mask] = self.chars(batch.chars[mask])  # encode real tokens only
-        x = self.dropout(torch.cat([self.embed(words), chars], dim=-1))
+        char_enc = self.embed.weight.new_zeros(*mask.shape, self.chars.out_dim)
+        char_enc[mask] = self.chars(batch.chars[mask])  # encode real tokens only
+        x = self.dropout(torch.cat([self.embed(words), char_enc], dim=-1))
         lengths = mask.sum(1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=mask.shape[1])
