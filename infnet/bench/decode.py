@@ -15,7 +15,8 @@ sentences are decoded to tags by
 
 Reported in sentences/s for the whole pipeline (from token ids) and for the decoding step alone
 (given the BiLSTM features), each as a ratio to the inference network measured in the same run.
-``--threads 0`` means all of torch's default threads. Wall-clock minimum over ``--reps`` passes.
+``--threads 0`` means all of torch's default threads. Wall-clock minimum over ``--reps`` rounds in
+which the decoders take turns.
 """
 
 from __future__ import annotations
@@ -46,20 +47,22 @@ def random_batch(n: int, rng: np.random.Generator) -> SeqBatch:
     return SeqBatch(torch.from_numpy(words), torch.from_numpy(chars), torch.from_numpy(mask))
 
 
-def timed(fn: Callable[[], object], reps: int, device: torch.device) -> float:
-    """Least wall-clock seconds of ``fn`` over ``reps`` runs after one warm-up (the minimum is the
-    estimate least disturbed by other load on a shared machine)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fns: dict[str, Callable[[], object]], reps: int, device: torch.device) -> dict[str, float]:
+    """Least wall-clock seconds of each of ``fns`` over ``reps`` rounds after one warm-up. The
+    functions take turns within each round, so a change of load on a shared machine hits them all
+    alike, and the minimum is the estimate least disturbed by other load."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for rep in range(reps + 1):
+        for k, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if rep > 0:
+                times[k].append(time.perf_counter() - start)
+    return {k: min(v) for k, v in times.items()}
 
 
 class Decoders:
@@ -107,16 +110,18 @@ def run(device: torch.device, gbi_steps: list[int], n_batches: int, batch_size: 
     decoders: dict[str, Callable[[SeqFeatures], torch.Tensor]] = {"infnet": dec.infnet, "viterbi": dec.viterbi}
     decoders.update({f"gbi-{n}": (lambda f, n=n: dec.gbi(f, n)) for n in gbi_steps})
     n_sent = n_batches * batch_size
-    rows, base = [], {}
+    runs: dict[str, Callable[[], object]] = {}
     for name, decode in decoders.items():
-        with torch.no_grad():
-            full = timed(lambda: [decode(dec.features(b)) for b in batches], reps, device)
-            only = timed(lambda: [decode(f) for f in feats], reps, device)
-        base.setdefault("full", full)
-        base.setdefault("only", only)
+        runs[f"{name}/full"] = lambda decode=decode: [decode(dec.features(b)) for b in batches]
+        runs[f"{name}/only"] = lambda decode=decode: [decode(f) for f in feats]
+    with torch.no_grad():
+        t = timed(runs, reps, device)
+    rows = []
+    for name in decoders:
+        full, only = t[f"{name}/full"], t[f"{name}/only"]
         rows.append(
-            f"| {torch.get_num_threads()} | {name} | {n_sent / full:,.0f} | {full / base['full']:.2f} "
-            f"| {n_sent / only:,.0f} | {only / base['only']:.1f} |"
+            f"| {torch.get_num_threads()} | {name} | {n_sent / full:,.0f} | {full / t['infnet/full']:.2f} "
+            f"| {n_sent / only:,.0f} | {only / t['infnet/only']:.1f} |"
         )
     return rows
 
