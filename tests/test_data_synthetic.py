@@ -20,8 +20,8 @@ def arrays(ds: MLCDataset) -> list[np.ndarray]:
 def test_default_config_is_synthetic_with_documented_sizes() -> None:
     ds = load_mlc({})
     assert ds.name == "synthetic_mlc"
-    assert (len(ds.train), len(ds.dev), len(ds.test), ds.n_features, ds.n_labels) == (2000, 500, 1000, 128, 24)
-    assert ds.dev_fraction == 0.2 and ds.dev_seed == 0
+    assert (len(ds.train), len(ds.dev), len(ds.test), ds.n_features, ds.n_labels) == (200, 500, 1000, 128, 24)
+    assert ds.dev_fraction == pytest.approx(500 / 700) and ds.dev_seed == 0
     assert ds.meta["standardization"]["mode"] == "center_scale"
     x = ds.train.features.dense().numpy()
     np.testing.assert_allclose(x.mean(0), 0, atol=1e-4)
@@ -48,8 +48,8 @@ def test_every_label_set_is_valid_and_labels_co_occur() -> None:
     groups = np.array(ds.meta["groups"])
     active = labels[:, groups[:, 0]]  # parents
     assert set(np.unique(active.sum(1))) == {1, 2}
-    partner_rate = np.mean(active[:, 0] & active[:, 1]) / np.mean(active[:, 0] & active[:, 2])
-    assert partner_rate > 3  # partner groups co-occur far more than other pairs
+    partner, other = np.sum(active[:, 0] & active[:, 1]), np.sum(active[:, 0] & active[:, 2])
+    assert partner > 3 * other + 10  # partner groups co-occur far more than other pairs
 
 
 def test_invalid_parameters() -> None:
@@ -59,22 +59,22 @@ def test_invalid_parameters() -> None:
         load_mlc({"name": "bibtex", "kind": "synthetic"})
 
 
-def _independent_probabilities(ds: MLCDataset) -> np.ndarray:
-    """Per-label logistic regressions fitted on train (L-BFGS, L2), probabilities on test (N, L)."""
+def _mlp_probabilities(ds: MLCDataset, steps: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """An MLP-like independent baseline: one hidden layer (150, dropout 0.5) per-label sigmoids trained by
+    full-batch Adam on BCE; its probabilities on dev and test (N, L)."""
     x, y = ds.train.batch(np.arange(len(ds.train)))
-    weight = torch.zeros(ds.n_features, ds.n_labels, requires_grad=True)
-    bias = torch.zeros(ds.n_labels, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=100, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
+    net = torch.nn.Sequential(
+        torch.nn.Linear(ds.n_features, 150), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(150, ds.n_labels)
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
         optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y) + 1e-3 * weight.square().sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+        torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
+        optimizer.step()
+    net.eval()
     with torch.no_grad():
-        return torch.sigmoid(ds.test.features.dense() @ weight + bias).numpy().astype(np.float64)
+        dev, test = (torch.sigmoid(net(s.features.dense())).double().numpy() for s in (ds.dev, ds.test))
+    return np.clip(dev, 1e-6, 1 - 1e-6), np.clip(test, 1e-6, 1 - 1e-6)
 
 
 def _example_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -83,22 +83,25 @@ def _example_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.where(total == 0, 1.0, 2 * overlap / np.maximum(total, 1)).mean())
 
 
-def test_structure_aware_decoding_beats_independent_thresholding() -> None:
+def test_structure_aware_decoding_beats_dev_tuned_independent_mlp() -> None:
     torch.manual_seed(0)
-    ds = make_synthetic_mlc()
-    probabilities = np.clip(_independent_probabilities(ds), 1e-6, 1 - 1e-6)
-    independent = (probabilities > 0.5).astype(np.uint8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = make_synthetic_mlc()
+        dev_p, test_p = _mlp_probabilities(ds)
+    finally:
+        torch.set_num_threads(threads)
+    grid = np.arange(0.05, 0.96, 0.025)
+    threshold = grid[np.argmax([_example_f1(ds.dev.labels, (dev_p > t).astype(np.uint8)) for t in grid])]
+    independent = (test_p > threshold).astype(np.uint8)  # the real baseline's decision rule: dev-tuned threshold
     candidates = valid_label_sets(ds.n_labels)
-    scores = np.log(probabilities) @ candidates.T + np.log1p(-probabilities) @ (1 - candidates).T
-    structured = candidates[scores.argmax(1)]  # exact MAP over the valid label sets
-    valid = {row.tobytes() for row in candidates}
-    invalid_rate = np.mean([row.tobytes() not in valid for row in independent])
+    scores = np.log(test_p) @ candidates.T + np.log1p(-test_p) @ (1 - candidates).T
+    structured = candidates[scores.argmax(1)]  # exact MAP over the valid label sets, same probabilities
     f1_independent = _example_f1(ds.test.labels, independent)
     f1_structured = _example_f1(ds.test.labels, structured)
     print(
-        f"synthetic example-F1: independent {f1_independent:.3f}, structured MAP {f1_structured:.3f}, "
-        f"gap {100 * (f1_structured - f1_independent):.1f} points; {100 * invalid_rate:.0f}% of independent "
-        f"predictions violate the structure"
+        f"synthetic test example-F1: MLP at dev-tuned threshold {threshold:.3f} {f1_independent:.3f}, "
+        f"MAP over valid sets {f1_structured:.3f}, gap {100 * (f1_structured - f1_independent):.1f} points"
     )
-    assert invalid_rate > 0.3
-    assert f1_structured - f1_independent > 0.05  # measured ~0.10-0.12 over seeds 0-4
+    assert f1_structured - f1_independent > 0.01  # measured +1.6 to +3.5 points over data seeds 0-4

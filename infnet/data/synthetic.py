@@ -7,14 +7,25 @@ first one's "partner" group (g xor 1) with probability ``PARTNER_PROB`` and tend
 group's child slot (``SAME_CHILD_PROB``), which makes labels co-occur across groups.
 
 Evidence: each group g has a direction u_g and each child c a direction v_gc (random unit vectors in
-R^D); x = SIGNAL * sum over active (g, c) of (u_g + v_gc) + noise * N(0, I).  At the default
-noise=1 the group is fairly easy to see but the three children of a group are confusable, so
-independent per-label classifiers often turn on two children of one group, or a parent with no
-child; decoding over the valid label sets (see :func:`valid_label_sets`) repairs those mistakes.
+R^D); x = SIGNAL * sum over active (g, c) of (u_g + v_gc) + noise * N(0, I).
 
-Measured with the defaults (``tests/test_data_synthetic.py``): independent logistic regressions
-thresholded at 0.5 reach test example-F1 0.66 with ~78% of predictions structurally invalid; exact
-MAP over the valid sets with the same probabilities reaches 0.78 (gap 9.6-12.4 F1 points, seeds 0-4).
+Regime (version 2): a *small* train set (200 examples; dev 500, test 1000), low noise (0.5) and a sharp
+label-set prior (a second group is the partner with probability 0.95 and repeats the child slot with
+probability 0.95).  Version 1 (2000 train examples, noise 1, partner/same-child 0.7/0.6) had no headroom:
+an MLP trained by CE learns structure-consistent marginals there, and exact MAP over the valid sets
+applied to its probabilities did not beat its dev-tuned threshold (−0.2 test F1, seeds 0-2).  Here the
+per-label classifier has too few examples to learn the structure while the prior over label sets is
+nearly deterministic, so decoding over the valid label sets (:func:`valid_label_sets`) repairs its mistakes.
+
+Measured with the defaults (test example-F1 in points, seeds 0-4 of the data):
+
+- ``method=ce`` (150-150 MLP, dropout 0.5, 30 epochs, threshold tuned on dev) vs exact MAP over the valid
+  sets with the same probabilities: test 82.7/85.6/84.4/83.5/86.6 → 88.7/89.3/88.2/87.0/92.1
+  (gap +3.6 to +5.9; dev gap +3.0 to +5.8).  Part of this gap is CE being under-trained at 30 epochs of
+  200 examples: trained for 150 epochs, CE reaches ~91 and the MAP gap is +1.6 to +1.8 test (+1.1 to +1.2
+  dev, seeds 0-2).
+- a full-batch one-hidden-layer MLP (Adam, 300-1000 steps, dev-tuned threshold) vs MAP over the valid
+  sets: gap +1.6 to +3.5 test (``tests/test_data_synthetic.py``).
 
 Features are standardised (centre and scale) with train statistics and stored as CSR.
 """
@@ -30,12 +41,12 @@ from infnet.data.hashing import sha256_json
 from infnet.data.standardize import standardize
 from infnet.data.types import MLCDataset, MLCSplit, SparseRows
 
-GENERATOR_VERSION = "grouped-exclusive-1"
+GENERATOR_VERSION = "grouped-exclusive-2"
 GROUP_SIZE = 4
 MAX_ACTIVE_GROUPS = 2
 TWO_GROUP_PROB = 0.6
-PARTNER_PROB = 0.7
-SAME_CHILD_PROB = 0.6
+PARTNER_PROB = 0.95
+SAME_CHILD_PROB = 0.95
 SIGNAL = 1.8
 
 
@@ -54,12 +65,12 @@ def valid_label_sets(n_labels: int) -> np.ndarray:
 
 
 def make_synthetic_mlc(
-    n_train: int = 2000,
+    n_train: int = 200,
     n_dev: int = 500,
     n_test: int = 1000,
     n_features: int = 128,
     n_labels: int = 24,
-    noise: float = 1.0,
+    noise: float = 0.5,
     seed: int = 0,
 ) -> MLCDataset:
     """Generate the synthetic dataset: splits of n_train / n_dev / n_test examples with features
