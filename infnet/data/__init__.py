@@ -1,6 +1,9 @@
-"""Multi-label classification data: MULAN ARFF/XML datasets (parsed, cached) and a synthetic default.
+"""Multi-label classification data: MULAN ARFF/XML datasets (parsed, cached) and a synthetic default;
+sequence-labelling data (CoNLL-2003, WNUT-2017, UD English-EWT, synthetic): see :mod:`infnet.data.seq_load`.
 
-``load_mlc(cfg)`` is the entry point; ``cfg`` keys (a None value means the default):
+``load_data(cfg)`` loads either, dispatching on ``cfg.task`` ("mlc" | "ner" | "pos"), else on
+``cfg.kind`` / ``cfg.name``.  ``load_mlc(cfg)`` is the multi-label entry point; ``cfg`` keys (a None
+value means the default):
 
 - ``name`` ("synthetic_mlc"): "synthetic_mlc", a MULAN preset ("bibtex", "delicious", "bookmarks")
   or any MULAN file stem (``<root>/<stem>-train.arff``, ``<root>/<stem>-test.arff``, ``<root>/<stem>.xml``).
@@ -31,6 +34,11 @@ from infnet.data.errors import DataConfigError, DataDownloadError, DataError, Da
 from infnet.data.hashing import sha256_file, sha256_json
 from infnet.data.mulan import load_mulan, mulan_paths
 from infnet.data.presets import MULAN_BASE_URL, PRESETS, MulanSpec, mulan_spec
+from infnet.data.seq_config import SEQ_KINDS, SYNTHETIC_SEQ_NAME
+from infnet.data.seq_load import load_seq
+from infnet.data.seq_presets import SEQ_PRESETS
+from infnet.data.seq_types import SeqBatch
+from infnet.data.sequence import SeqDataset, SeqSplit
 from infnet.data.synthetic import make_synthetic_mlc
 from infnet.data.types import MLCDataset, MLCSplit, SparseRows
 
@@ -42,9 +50,15 @@ __all__ = [
     "DataNotFoundError",
     "MLCDataset",
     "MLCSplit",
+    "SeqBatch",
+    "SeqDataset",
+    "SeqSplit",
     "SparseRows",
+    "load_data",
     "load_mlc",
+    "load_seq",
 ]
+SEQ_TASKS = ("ner", "pos")
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +104,25 @@ def load_mlc(cfg: Mapping[str, Any] | None = None) -> MLCDataset:
     return cached_dataset(dataset_cache_path(cache_root(config.cache_dir), spec.name, key), key, build)
 
 
+def load_data(cfg: Mapping[str, Any] | None = None) -> MLCDataset | SeqDataset:
+    """Load a multi-label (:func:`load_mlc`) or tagging (:func:`load_seq`) dataset described by ``cfg``.
+
+    ``cfg.task`` picks the loader: "mlc" (the key is dropped before :func:`load_mlc` sees the rest),
+    "ner" or "pos".  Without it, a tagging kind (``synthetic_seq``, ``conll``, ``conllu``) or name
+    (``synthetic_seq`` or a tagging preset) means tagging and anything else multi-label.
+    """
+    given = {key: cfg[key] for key in cfg} if cfg else {}
+    task = given.pop("task", None)
+    if task is None:
+        tagging = given.get("kind") in SEQ_KINDS or given.get("name") in (SYNTHETIC_SEQ_NAME, *SEQ_PRESETS)
+        task = None if tagging else "mlc"
+    if task == "mlc":
+        return load_mlc(given)
+    if task is not None and task not in SEQ_TASKS:
+        raise DataConfigError(f"data.task must be one of {('mlc', *SEQ_TASKS)}, got {task!r}")
+    return load_seq({**given, "task": task})
+
+
 def _dataset_dir(root: Path, spec: MulanSpec) -> Path:
     """``root`` if it holds the dataset's XML file, else ``root/<name>`` if that does."""
     nested = root / spec.name
@@ -107,13 +140,3 @@ def _download(spec: MulanSpec, config: DataConfig) -> dict[str, Path]:
     base_url = config.url or MULAN_BASE_URL
     return {name: fetch(spec.file_url(name, base_url), directory / name, spec.sha256[name]) for name in spec.file_names}
 
-
-def load_data(cfg: Mapping[str, Any] | None = None) -> Any:
-    """Load any dataset: sequence labelling when ``cfg.task`` is ``ner``/``pos`` (``load_seq``),
-    else multi-label (``load_mlc``). Returns an ``MLCDataset`` or a ``SeqDataset``."""
-    cfg = cfg or {}
-    if cfg.get("task", "mlc") in ("ner", "pos"):
-        from infnet.data.sequence import load_seq
-
-        return load_seq(cfg)
-    return load_mlc({k: v for k, v in cfg.items() if k != "task"})

@@ -1,0 +1,168 @@
+"""Parquet cache of parsed tagging datasets, alongside the multi-label cache of :mod:`infnet.data.cache`.
+
+A file ``<cache>/seq/<name>-<key>.parquet`` holds one row per sentence, train then dev then test.
+Columns: ``words``, ``tags``, ``word_lengths`` (characters per token) and ``chars`` are
+``large_binary`` cells of little-endian int32 ids (their data buffers are the flat arrays of a
+split); ``text`` cells hold the UTF-8 of the sentence's tokens written one after the other, cut
+back into tokens with ``word_lengths``.  (No ``pa.array`` of Python strings: that would import pandas,
+a second or more.)  Vocabularies, tag names, split sizes and meta are
+JSON in the schema metadata, stored with its SHA-256 as in the MLC cache; data pages carry CRC
+checksums.  A file that fails to read or validate is deleted and rebuilt; writes are atomic.
+Pretrained embeddings are not cached (they are re-read from their file, see :func:`infnet.data.load_seq`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from infnet.data.cache import (
+    _METADATA_DIGEST_KEY,
+    _METADATA_KEY,
+    _atomic_target,
+    _binary_column,
+    _read_binary_column,
+    dataset_cache_path,
+)
+from infnet.data.sequence import SeqDataset, SeqSplit, counts_to_offsets
+from infnet.data.vocab import Vocab
+
+SEQ_CACHE_FORMAT = "infnet-seq-parquet-1"
+_ID_DTYPE = np.dtype("<i4")
+_BYTE = np.dtype("u1")
+log = logging.getLogger(__name__)
+
+
+def seq_cache_path(cache_dir: Path, name: str, key: str) -> Path:
+    """Where the tagging dataset ``name`` with cache ``key`` (hex) is stored under ``cache_dir``."""
+    return cache_dir / "seq" / dataset_cache_path(cache_dir, name, key).name
+
+
+def cached_seq_dataset(path: Path, key: str, build: Callable[[], SeqDataset]) -> SeqDataset:
+    """The dataset cached at ``path`` under ``key``; else ``build()`` it and cache it atomically."""
+    dataset = read_cached_seq_dataset(path, key)
+    if dataset is None:
+        dataset = build()
+        table = _to_table(dataset, key)
+        with _atomic_target(path) as temporary:
+            pq.write_table(table, temporary, compression="zstd", use_dictionary=False, write_page_checksum=True)
+    return dataset
+
+
+def read_cached_seq_dataset(path: Path, key: str) -> SeqDataset | None:
+    """The dataset stored at ``path``, or None if absent; an unreadable or invalid file is deleted."""
+    if not path.is_file():
+        return None
+    try:
+        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            return _from_table(parquet.read(), key)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
+        log.warning("discarding unreadable dataset cache %s (%s); rebuilding it", path, exc)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _to_table(dataset: SeqDataset, key: str) -> pa.Table:
+    splits = [dataset.train, dataset.dev, dataset.test]
+    sentence_offsets = counts_to_offsets(np.concatenate([split.lengths for split in splits]))
+    char_counts = np.concatenate([np.diff(split.char_offsets[split.offsets]) for split in splits])
+    texts = ["".join(sentence).encode("utf-8") for split in splits for sentence in split.tokens]
+    text_offsets = counts_to_offsets(np.fromiter(map(len, texts), np.int64, len(texts)))
+    text = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    header = {
+        "format": SEQ_CACHE_FORMAT,
+        "key": key,
+        "name": dataset.name,
+        "task": dataset.task,
+        "scheme": dataset.scheme,
+        "split_sizes": [len(split) for split in splits],
+        "words": dataset.words.to_json(),
+        "chars": dataset.chars.to_json(),
+        "tag_names": dataset.tag_names,
+        "source_sha256": dataset.source_sha256,
+        "meta": dataset.meta,
+    }
+    columns = {
+        "words": _binary_column([s.word_ids for s in splits], sentence_offsets, _ID_DTYPE),
+        "tags": _binary_column([s.tag_ids for s in splits], sentence_offsets, _ID_DTYPE),
+        "word_lengths": _binary_column([np.diff(s.char_offsets) for s in splits], sentence_offsets, _ID_DTYPE),
+        "chars": _binary_column([s.char_ids for s in splits], counts_to_offsets(char_counts), _ID_DTYPE),
+        "text": _binary_column([text], text_offsets, _BYTE),
+    }
+    text = json.dumps(header).encode("utf-8")
+    return pa.table(columns, metadata={_METADATA_KEY: text, _METADATA_DIGEST_KEY: hashlib.sha256(text).hexdigest()})
+
+
+def _ids(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    offsets, values = _read_binary_column(table, name, _ID_DTYPE)
+    return offsets, values.astype(np.int64)
+
+
+def _from_table(table: pa.Table, key: str) -> SeqDataset:
+    text = table.schema.metadata[_METADATA_KEY]
+    if hashlib.sha256(text).hexdigest().encode() != table.schema.metadata[_METADATA_DIGEST_KEY]:
+        raise ValueError("metadata checksum mismatch")
+    header = json.loads(text)
+    if header["format"] != SEQ_CACHE_FORMAT or header["key"] != key:
+        raise ValueError("cache format or key does not match")
+    words, chars = Vocab.from_json(header["words"]), Vocab.from_json(header["chars"])
+    tag_names = tuple(header["tag_names"])
+    offsets, word_ids = _ids(table, "words")
+    tag_offsets, tag_ids = _ids(table, "tags")
+    length_offsets, word_lengths = _ids(table, "word_lengths")
+    sentence_char_offsets, char_ids = _ids(table, "chars")
+    char_offsets = counts_to_offsets(word_lengths)
+    text = _read_binary_column(table, "text", _BYTE)[1].tobytes().decode("utf-8")
+    bounds = char_offsets.tolist()
+    tokens = np.array([text[a:b] for a, b in itertools.pairwise(bounds)], dtype=object)
+    sizes = header["split_sizes"]
+    if (
+        sum(sizes) != table.num_rows
+        or not all(np.array_equal(offsets, other) for other in (tag_offsets, length_offsets))
+        or len(text) != char_offsets[-1]
+        or not np.array_equal(char_offsets[offsets], sentence_char_offsets)
+        or not _in_range(word_ids, len(words))
+        or not _in_range(char_ids, len(chars))
+        or not _in_range(tag_ids, len(tag_names))
+        or np.any(word_lengths < 0)
+    ):
+        raise ValueError("cached arrays are inconsistent")
+    splits = []
+    for a, b in itertools.pairwise(np.cumsum([0, *sizes])):
+        t0, t1 = offsets[a], offsets[b]
+        splits.append(
+            SeqSplit(
+                offsets=offsets[a : b + 1] - t0,
+                word_ids=word_ids[t0:t1],
+                tag_ids=tag_ids[t0:t1],
+                char_offsets=char_offsets[t0 : t1 + 1] - char_offsets[t0],
+                char_ids=char_ids[char_offsets[t0] : char_offsets[t1]],
+                flat_tokens=tokens[t0:t1],
+                tag_names=tag_names,
+            )
+        )
+    return SeqDataset(
+        name=header["name"],
+        task=header["task"],
+        train=splits[0],
+        dev=splits[1],
+        test=splits[2],
+        words=words,
+        chars=chars,
+        tag_names=list(tag_names),
+        scheme=header["scheme"],
+        source_sha256=header["source_sha256"],
+        meta=header["meta"],
+    )
+
+
+def _in_range(ids: np.ndarray, n: int) -> bool:
+    return not ids.size or (ids.min() >= 0 and ids.max() < n)
