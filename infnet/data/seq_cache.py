@@ -1,10 +1,10 @@
 """Parquet cache of parsed tagging datasets, alongside the multi-label cache of :mod:`infnet.data.cache`.
 
 A file ``<cache>/seq/<name>-<key>.parquet`` holds one row per sentence, train then dev then test.
-Columns: ``words``, ``tags``, ``word_lengths`` (characters per token) and ``chars`` are
-``large_binary`` cells of little-endian int32 ids (their data buffers are the flat arrays of a
-split); ``text`` cells hold the UTF-8 of the sentence's tokens written one after the other, cut
-back into tokens with ``word_lengths``.  (No ``pa.array`` of Python strings: that would import pandas,
+Columns: ``words``, ``tags`` and ``chars`` are ``large_binary`` cells of little-endian int32 ids
+(their data buffers are the flat arrays of a split); ``text`` cells hold the UTF-8 of the
+sentence's tokens, each followed by a newline (tokens come from lines, so they hold none), which
+reloads with one ``str.split``.  (Building a string array with ``pa.array`` would import pandas,
 a second or more.)  Vocabularies, tag names, split sizes and meta are
 JSON in the schema metadata, stored with its SHA-256 as in the MLC cache; data pages carry CRC
 checksums.  A file that fails to read or validate is deleted and rebuilt; writes are atomic.
@@ -35,7 +35,7 @@ from infnet.data.cache import (
 from infnet.data.sequence import SeqDataset, SeqSplit, counts_to_offsets
 from infnet.data.vocab import Vocab
 
-SEQ_CACHE_FORMAT = "infnet-seq-parquet-1"
+SEQ_CACHE_FORMAT = "infnet-seq-parquet-2"
 _ID_DTYPE = np.dtype("<i4")
 _BYTE = np.dtype("u1")
 log = logging.getLogger(__name__)
@@ -74,9 +74,11 @@ def _to_table(dataset: SeqDataset, key: str) -> pa.Table:
     splits = [dataset.train, dataset.dev, dataset.test]
     sentence_offsets = counts_to_offsets(np.concatenate([split.lengths for split in splits]))
     char_counts = np.concatenate([np.diff(split.char_offsets[split.offsets]) for split in splits])
-    texts = ["".join(sentence).encode("utf-8") for split in splits for sentence in split.tokens]
+    texts = ["".join(f"{token}\n" for token in sentence).encode("utf-8") for s in splits for sentence in s.tokens]
+    token_bytes = b"".join(texts)
+    if token_bytes.count(b"\n") != sentence_offsets[-1]:
+        raise ValueError("tokens must not contain newlines")
     text_offsets = counts_to_offsets(np.fromiter(map(len, texts), np.int64, len(texts)))
-    text = np.frombuffer(b"".join(texts), dtype=np.uint8)
     header = {
         "format": SEQ_CACHE_FORMAT,
         "key": key,
@@ -93,9 +95,8 @@ def _to_table(dataset: SeqDataset, key: str) -> pa.Table:
     columns = {
         "words": _binary_column([s.word_ids for s in splits], sentence_offsets, _ID_DTYPE),
         "tags": _binary_column([s.tag_ids for s in splits], sentence_offsets, _ID_DTYPE),
-        "word_lengths": _binary_column([np.diff(s.char_offsets) for s in splits], sentence_offsets, _ID_DTYPE),
         "chars": _binary_column([s.char_ids for s in splits], counts_to_offsets(char_counts), _ID_DTYPE),
-        "text": _binary_column([text], text_offsets, _BYTE),
+        "text": _binary_column([np.frombuffer(token_bytes, dtype=np.uint8)], text_offsets, _BYTE),
     }
     text = json.dumps(header).encode("utf-8")
     return pa.table(columns, metadata={_METADATA_KEY: text, _METADATA_DIGEST_KEY: hashlib.sha256(text).hexdigest()})
@@ -117,22 +118,19 @@ def _from_table(table: pa.Table, key: str) -> SeqDataset:
     tag_names = tuple(header["tag_names"])
     offsets, word_ids = _ids(table, "words")
     tag_offsets, tag_ids = _ids(table, "tags")
-    length_offsets, word_lengths = _ids(table, "word_lengths")
     sentence_char_offsets, char_ids = _ids(table, "chars")
-    char_offsets = counts_to_offsets(word_lengths)
-    text = _read_binary_column(table, "text", _BYTE)[1].tobytes().decode("utf-8")
-    bounds = char_offsets.tolist()
-    tokens = np.array([text[a:b] for a, b in itertools.pairwise(bounds)], dtype=object)
+    token_text = _read_binary_column(table, "text", _BYTE)[1].tobytes().decode("utf-8")
+    tokens = np.array(token_text.split("\n")[:-1], dtype=object)
+    char_offsets = counts_to_offsets(np.fromiter(map(len, tokens), np.int64, len(tokens)))
     sizes = header["split_sizes"]
     if (
         sum(sizes) != table.num_rows
-        or not all(np.array_equal(offsets, other) for other in (tag_offsets, length_offsets))
-        or len(text) != char_offsets[-1]
+        or not np.array_equal(offsets, tag_offsets)
+        or len(tokens) != offsets[-1]
         or not np.array_equal(char_offsets[offsets], sentence_char_offsets)
         or not _in_range(word_ids, len(words))
         or not _in_range(char_ids, len(chars))
         or not _in_range(tag_ids, len(tag_names))
-        or np.any(word_lengths < 0)
     ):
         raise ValueError("cached arrays are inconsistent")
     splits = []
