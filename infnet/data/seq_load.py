@@ -62,29 +62,9 @@ def load_seq(cfg: Mapping[str, Any] | None = None) -> SeqDataset:
     """
     config = SeqDataConfig.from_mapping(cfg or {})
     if config.kind == "synthetic_seq":
-        corpora, meta, source_sha256 = synthetic_seq_corpora(**config.synthetic_params())
-        dataset = _build(config, corpora, meta, source_sha256)
+        dataset = _build(config, *synthetic_seq_corpora(**config.synthetic_params()))
     else:
-        spec = config.spec()
-        paths, file_sha256 = _locate(spec, config)
-        meta = {"format": spec.kind, "files": {paths[split].name: file_sha256[split] for split in SPLITS}}
-
-        def build() -> SeqDataset:
-            corpora = {split: _read(spec, paths[split], meta) for split in SPLITS}
-            return _build(config, corpora, meta, sha256_json(file_sha256))
-
-        if config.cache:
-            description = {
-                "cache_format": SEQ_CACHE_FORMAT,
-                "builder": BUILD_VERSION,
-                **{key: getattr(config, key) for key in ("name", "kind", "task", "scheme", "min_freq", "lowercase")},
-                "files": file_sha256,
-                "embeddings": sha256_file(config.embeddings) if config.embeddings else None,
-            }
-            key = sha256_json(description)
-            dataset = cached_seq_dataset(seq_cache_path(cache_root(config.cache_dir), spec.name, key), key, build)
-        else:
-            dataset = build()
+        dataset = _from_files(config)
     if config.embeddings and dataset.embeddings is None:  # read from the cache, which keeps no vectors
         dataset = replace(dataset, embeddings=_embeddings(config.embeddings, dataset.words))
     if config.max_train_examples is not None:
@@ -95,7 +75,36 @@ def load_seq(cfg: Mapping[str, Any] | None = None) -> SeqDataset:
     return dataset
 
 
+def _from_files(config: SeqDataConfig) -> SeqDataset:
+    """The dataset of the configured files: from the cache, else parsed (and cached)."""
+    spec = config.spec()
+    paths, file_sha256 = _locate(spec, config)
+
+    def build() -> SeqDataset:
+        corpora = {split: _read_corpus(spec, paths[split]) for split in SPLITS}
+        meta = {"format": spec.kind, "files": {paths[split].name: file_sha256[split] for split in SPLITS}}
+        if spec.task == "ner":
+            bio = {split: to_bio(corpora[split], spec.scheme) for split in SPLITS}
+            corpora = {split: corpus for split, (corpus, _) in bio.items()}
+            meta["tags_rewritten_to_bio"] = {paths[split].name: changed for split, (_, changed) in bio.items()}
+        return _build(config, corpora, meta, sha256_json(file_sha256))
+
+    if not config.cache:
+        return build()
+    description = {
+        "cache_format": SEQ_CACHE_FORMAT,
+        "builder": BUILD_VERSION,
+        **{key: getattr(config, key) for key in ("name", "kind", "task", "scheme", "min_freq", "lowercase")},
+        "files": file_sha256,
+        "embeddings": sha256_file(config.embeddings) if config.embeddings else None,
+    }
+    key = sha256_json(description)
+    return cached_seq_dataset(seq_cache_path(cache_root(config.cache_dir), spec.name, key), key, build)
+
+
 def _build(config: SeqDataConfig, corpora: dict[str, Corpus], meta: dict, source_sha256: str) -> SeqDataset:
+    """The dataset of ``corpora`` with the configured vocabulary; pretrained vectors (if any) are read
+    for the forms of every token of every split."""
     vectors = None
     if config.embeddings:
         tokens = {token for corpus in corpora.values() for token in corpus.tokens}
@@ -105,18 +114,14 @@ def _build(config: SeqDataConfig, corpora: dict[str, Corpus], meta: dict, source
 
 
 def _embeddings(path: str, words: Vocab) -> torch.Tensor:
+    """The embedding matrix (n_words, dim) float32 of ``words`` from the vector file at ``path``."""
     matrix, _ = embedding_matrix(read_vectors(path, words.items), words)
     return torch.from_numpy(matrix)
 
 
-def _read(spec: SeqSpec, path: Path, meta: dict) -> Corpus:
-    """Read one file of ``spec``; NER tags are converted to BIO (conversions counted in ``meta``)."""
-    corpus = read_conllu(path) if spec.kind == "conllu" else read_conll(path)
-    if spec.task != "ner":
-        return corpus
-    corpus, changed = to_bio(corpus, spec.scheme)
-    meta.setdefault("tags_rewritten_to_bio", {})[path.name] = changed
-    return corpus
+def _read_corpus(spec: SeqSpec, path: Path) -> Corpus:
+    """The corpus of one file of ``spec`` with the file's own tags."""
+    return read_conllu(path) if spec.kind == "conllu" else read_conll(path)
 
 
 def _locate(spec: SeqSpec, config: SeqDataConfig) -> tuple[dict[str, Path], dict[str, str]]:

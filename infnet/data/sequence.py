@@ -43,7 +43,7 @@ def counts_to_offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SeqSplit:
     """N sentences as ragged arrays.
 
@@ -61,7 +61,7 @@ class SeqSplit:
     char_ids: np.ndarray
     flat_tokens: np.ndarray
     tag_names: tuple[str, ...]
-    max_word_len: int | None = field(default=None, compare=False)
+    max_word_len: int | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -163,7 +163,7 @@ class SeqSplit:
         return self.per_sentence(np.array(self.tag_names, dtype=object)[ids[rows, columns]])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SeqDataset:
     """A tagging dataset with fixed train/dev/test splits that share ``words``, ``chars`` and ``tag_names``.
 
