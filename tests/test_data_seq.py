@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from infnet.data import (
 )
 from infnet.data.conll import read_conll, to_bio
 from infnet.data.conllu import read_conllu
+from infnet.data.corpus import Corpus
 from infnet.data.seq_config import SeqDataConfig
 from infnet.data.seq_types import PAD_ID, UNK_ID
 from infnet.data.tagging import bio_to_iob1, iob1_to_bio
@@ -79,6 +81,11 @@ CONLLU_TEXT = """# sent_id = a-1
 """
 
 
+def sentence_tags(corpus: Corpus) -> list[list[str]]:
+    """The tags of every sentence of ``corpus``."""
+    return [corpus.tags[a:b] for a, b in itertools.pairwise(corpus.offsets.tolist())]
+
+
 def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]], sep: str = "\t") -> Path:
     """A two-column file (token, tag), blank line after each sentence."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,11 +137,11 @@ def test_read_conll_iob1_and_convert(tmp_path: Path) -> None:
     path = tmp_path / "eng.toy"
     path.write_text(IOB1_TEXT)
     corpus = read_conll(path)
-    assert corpus.sentence_tags() == IOB1_TAGS
+    assert sentence_tags(corpus) == IOB1_TAGS
     assert corpus.tokens[:3] == ["Alice", "visited", "Paris"] and len(corpus) == 3
     assert corpus.lines[[0, 8, 14]].tolist() == [3, 12, 21]  # 1-based source lines
     bio, changed = to_bio(corpus, "iob1")
-    assert bio.sentence_tags() == BIO_TAGS and changed == 6
+    assert sentence_tags(bio) == BIO_TAGS and changed == 6
 
 
 def test_read_conll_whitespace_quirks_crlf_and_gzip(tmp_path: Path) -> None:
@@ -146,7 +153,7 @@ def test_read_conll_whitespace_quirks_crlf_and_gzip(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(text.encode()))
     for path in (plain, packed):
         corpus = read_conll(path)
-        assert corpus.sentence_tags() == [["O", "O", "B-location", "I-location"], ["O"], ["O"]]
+        assert sentence_tags(corpus) == [["O", "O", "B-location", "I-location"], ["O"], ["O"]]
         assert corpus.tokens == ["@user", "loves", "New", "York", "ok", "bye"]
         assert corpus.lines.tolist() == [1, 2, 3, 4, 6, 9]
 
@@ -164,7 +171,7 @@ def test_read_conllu_skips_ranges_empty_nodes_and_comments(tmp_path: Path) -> No
     path.write_text(CONLLU_TEXT)
     corpus = read_conllu(path)
     assert corpus.tokens == ["I", "'m", "home", ".", "New York", "!"]
-    assert corpus.sentence_tags() == [["PRON", "AUX", "ADV", "PUNCT"], ["PROPN", "PUNCT"]]
+    assert sentence_tags(corpus) == [["PRON", "AUX", "ADV", "PUNCT"], ["PROPN", "PUNCT"]]
     assert corpus.lines.tolist() == [4, 5, 6, 8, 11, 12]
     packed = tmp_path / "toy.conllu.gz"
     packed.write_bytes(gzip.compress(CONLLU_TEXT.encode()))

@@ -20,7 +20,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BLOCK = 1 << 24
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Corpus:
     """N sentences with n tokens in all.
 
@@ -37,10 +37,6 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
-
-    def sentence_tags(self) -> list[list[str]]:
-        """The tags of every sentence: N lists."""
-        return [self.tags[a:b] for a, b in zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist())]
 
     def with_tags(self, tags: list[str]) -> Corpus:
         """The same corpus with flat ``tags`` (n,) replaced."""

@@ -31,7 +31,7 @@ from infnet.data.vocab import Vocab
 INIT_SEED = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Vectors:
     """The wanted vectors of a file: ``table`` word -> (dim,) float32; ``n_file_words`` lines read."""
 
