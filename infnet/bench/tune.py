@@ -3,6 +3,7 @@
     python -m infnet.bench tune overhead   [--data synthetic_mlc] [--reps 3] [--extra k=v ...]
     python -m infnet.bench tune scaling    [--samples 8] [--extra k=v ...]
     python -m infnet.bench tune efficiency [--data bibtex --root ../shared/data/mulan] [--samples 16] [--seeds 0 1 2]
+    python -m infnet.bench tune startup    [--data bibtex --root ../shared/data/mulan] [--samples 5]
 
 overhead
     One fixed configuration (the data's defaults, ``method=implicit``, one torch thread, no pretraining
@@ -21,6 +22,15 @@ efficiency
     reuses another's). For each sweep: the best dev F1 among completed trials, the compute (sum of trial time inside
     Tune) spent until a completed trial first reached 99% of that sweep's own best, and until it
     reached 99% of the best dev F1 any sweep of the same seed found (the common target).
+startup
+    How a trial gets its dataset, measured as the results table's ``startup_seconds`` (from Tune having
+    the trial's actor up to its first training step), ``--samples`` trials one at a time, each in a
+    fresh actor (as every trial on a node that has not run one yet): from the Ray object store (what
+    ``python -m infnet.tune`` does: the driver loads the data once and ships it), loaded by the trial
+    from the Parquet cache in ``data.cache_dir`` (a path shared by the nodes), and parsed by the trial
+    (``data.cache=false``: what each trial would pay without either). The trials run the real trainable
+    (MLflow child run included) for 2 epochs, without the pretraining cache, under a plain ``Tuner``
+    (no searcher, no scheduler) since ``run_sweep`` always ships the dataset.
 
 Each sweep is ``infnet.tune.run_sweep`` in this process on one shared local Ray runtime; MLflow and
 Tune results go under ``--out`` (default ``bench_out/tune``). Prints Markdown tables and the commands.
@@ -159,13 +169,55 @@ def efficiency(args: argparse.Namespace, out: Path) -> str:
     return "\n".join(lines)
 
 
+def startup_trials(overrides: list[str], ship: bool, samples: int) -> list[float]:
+    """``startup_seconds`` of ``samples`` trials of the one-point sweep ``overrides``, the dataset shipped
+    through the object store (``ship``) or loaded by each trial."""
+    from ray import tune
+
+    from infnet.data import load_mlc
+    from infnet.tune import prepare
+    from infnet.tune.child_runs import ChildRuns
+    from infnet.tune.driver import open_parent
+    from infnet.tune.results import startup_seconds
+    from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
+
+    sweep, parent = open_parent(prepare(overrides))
+    runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name)
+    data = load_mlc(sweep.cfg.data) if ship else None
+    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data, space=sweep.space, settings=TrialSettings(runs)),
+                                    {"cpu": 1})
+    point = {p.name: p.choices[0] for p in sweep.space.params}  # the one point of ONE_POINT
+    tune.Tuner(trainable, param_space={BASE_KEY: sweep.training_config(), **point},
+               tune_config=tune.TuneConfig(num_samples=samples, max_concurrent_trials=1),
+               run_config=tune.RunConfig(name=sweep.name, storage_path=sweep.storage_path, verbose=0)).fit()
+    parent.end()
+    return [startup_seconds(t) for t in tune.ExperimentAnalysis(sweep.path).trials]
+
+
+def startup(args: argparse.Namespace, out: Path) -> str:
+    space = out / "one_point.yaml"
+    space.write_text(ONE_POINT)
+    base = [*data_overrides(args), f"search_space={space}", "trainer.max_epochs=2", "method.pretrain_epochs=1",
+            "trainer.pretrain_cache=false", "tracking.log_model=false", f"data.cache_dir={out / 'cache'}",
+            f"tune.storage_path={out / 'runs'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}"]
+    variants = {"object store (the driver loads once)": (True, []),
+                "Parquet cache (each trial loads from data.cache_dir)": (False, []),
+                "no cache (each trial parses the files)": (False, ["data.cache=false"])}
+    lines = ["| dataset reaches the trial through | startup median | min | max |", "|---|---|---|---|"]
+    for i, (name, (ship, extra)) in enumerate(variants.items()):  # the first one also fills the Parquet cache
+        times = startup_trials([*base, *extra, f"tune.name=startup-{i}-{time.strftime('%H%M%S')}"], ship, args.samples)
+        lines.append(f"| {name} | {statistics.median(times):.2f} s | {min(times):.2f} s | {max(times):.2f} s |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m infnet.bench tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["overhead", "scaling", "efficiency"])
+    ap.add_argument("what", choices=["overhead", "scaling", "efficiency", "startup"])
     ap.add_argument("--data", default="synthetic_mlc")
     ap.add_argument("--root", default=None, help="data.root (directory of the MULAN files)")
     ap.add_argument("--space", default="implicit", help="search space (efficiency)")
-    ap.add_argument("--samples", type=int, default=16, help="trials per sweep (scaling, efficiency)")
+    ap.add_argument("--samples", type=int, default=16, help="trials per sweep (scaling, efficiency, startup)")
     ap.add_argument("--concurrent", type=int, default=2, help="tune.max_concurrent (efficiency)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds (efficiency)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (overhead)")
@@ -179,6 +231,6 @@ def main(argv: list[str]) -> None:
         from infnet.tune.driver import start_ray
 
         start_ray()  # one local runtime shared by every sweep of this benchmark
-    table = {"overhead": overhead, "scaling": scaling, "efficiency": efficiency}[args.what](args, out)
+    table = {"overhead": overhead, "scaling": scaling, "efficiency": efficiency, "startup": startup}[args.what](args, out)
     print(f"command: python -m infnet.bench tune {' '.join(argv)}")
     print(table)

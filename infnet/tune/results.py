@@ -7,7 +7,10 @@ F1 %, the metric), ``test_f1`` and ``test_f1_at_0.5`` (completed trials only), `
 ``train_seconds`` (training time inside the loop), ``wall_seconds`` (the trial's time in Tune),
 ``finished_at`` (unix time of its last result), ``failures`` (failed attempts, retried or final),
 ``start_epoch`` (the epoch the trial's last attempt resumed from a checkpoint; 0: never resumed), ``error``,
-``mlflow_run_id``.
+``mlflow_run_id``, ``node_id`` and ``node_ip`` (the Ray node of the trial's last attempt), and
+``startup_seconds``: from the moment Tune started the trial (its actor was up) to its first training step
+-- getting the dataset from the object store or the cache, building the model, opening the MLflow run;
+null for trials that failed or resumed (their last attempt did not start with the trial).
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ def trial_status(trial: Any) -> str:
     if trial.status == "ERROR":
         return "error"
     return ended_status(trial.last_result) if trial.status == "TERMINATED" else "interrupted"
+
+
+def startup_seconds(trial: Any) -> float | None:
+    """Seconds from Tune starting ``trial`` to its first training step (see the module docstring)."""
+    r = trial.last_result or {}
+    started = trial.run_metadata.start_time
+    if r.get("first_step_at") is None or started is None or trial.num_failures or r.get("start_epoch"):
+        return None
+    return r["first_step_at"] - started
 
 
 def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str], errors: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -49,6 +61,9 @@ def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str]
             "start_epoch": r.get("start_epoch"),
             "error": errors.get(t.trial_id),
             "mlflow_run_id": run_ids.get(t.trial_id),
+            "node_id": r.get("node_id"),
+            "node_ip": r.get("node_ip"),
+            "startup_seconds": startup_seconds(t),
         })
     return rows
 
@@ -75,8 +90,8 @@ def results_table(rows: list[dict[str, Any]], space: SearchSpace) -> pa.Table:
     fields += [pa.field(k, pa.float64()) for k in ("dev_f1", "test_f1", "test_f1_at_0.5")]
     fields += [pa.field("epochs", pa.int64()), pa.field("train_seconds", pa.float64()), pa.field("wall_seconds", pa.float64()),
                pa.field("finished_at", pa.float64()), pa.field("failures", pa.int64()), pa.field("start_epoch", pa.int64()),
-               pa.field("error", pa.string()),
-               pa.field("mlflow_run_id", pa.string())]
+               pa.field("error", pa.string()), pa.field("mlflow_run_id", pa.string()),
+               pa.field("node_id", pa.string()), pa.field("node_ip", pa.string()), pa.field("startup_seconds", pa.float64())]
     schema = pa.schema(fields)
     strings = {f.name for f in fields if f.type == pa.string() and f.name in space.names}
     cleaned = [{k: (str(v) if k in strings and v is not None else v) for k, v in row.items()} for row in rows]
@@ -93,4 +108,4 @@ def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-__all__ = ["best_row", "results_table", "trial_rows", "trial_status"]
+__all__ = ["best_row", "results_table", "startup_seconds", "trial_rows", "trial_status"]

@@ -12,10 +12,18 @@ checkpoint if there is one, and reports every epoch to Tune:
     main_epoch    epochs done after the method's CE pretraining: ASHA's time axis (pretraining is shared
                   by trials through the pretraining cache and is not what the search varies)
     train_seconds, start_epoch (the epoch this attempt resumed from; 0 for a fresh start)
+    node_id       the Ray node this attempt runs on (Tune adds ``node_ip`` and ``hostname`` itself)
+    first_step_at unix time of this attempt's first training step: the end of its first epoch minus
+                  that epoch's ``epoch_seconds`` (so it lags by the epoch's bookkeeping, milliseconds)
 
 with a checkpoint (the ``LoopState``) every epoch except the last: the last epoch is reported after
 the test evaluation, together with ``test_f1``, ``test_f1_at_0.5`` and ``completed=1`` (ASHA stops a
 trial at the report that reaches ``max_t``, so nothing may follow that report).
+
+The dataset arrives as ``data`` (the driver parses or reads it from the Parquet cache once and ships it
+through the Ray object store with ``tune.with_parameters``); with ``data=None`` the trial loads it itself
+(``run_training`` does), i.e. from the Parquet cache under ``data.cache_dir`` -- a path every node
+shares -- and re-parses it only if ``data.cache=false``. The child run is tagged with the attempt's node.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,8 @@ from infnet.tune.child_runs import ERROR_TAG, RESULT_TAG, STATUS_TAG, ChildRuns
 
 BASE_KEY = "base"
 CHECKPOINT_FILE = "loop_state.pt"
+NODE_ID_TAG = "ray_node_id"
+NODE_IP_TAG = "ray_node_ip"
 #: Failures that repeat when the trial is retried from its checkpoint: a retry (``tune.max_failures``,
 #: meant for lost workers) re-raises them at once instead of training again.
 DETERMINISTIC = {"TrainingDiverged": TrainingDiverged, "ConfigError": ConfigError}
@@ -54,12 +65,15 @@ class TrialSettings:
 class EpochReporter:
     """``on_epoch`` callback of ``run_training``: reports each epoch to Tune with a checkpoint."""
 
-    def __init__(self, max_epochs: int, pretrain_epochs: int, start_epoch: int, crash_after_epoch: int | None) -> None:
+    def __init__(self, max_epochs: int, pretrain_epochs: int, start_epoch: int, crash_after_epoch: int | None,
+                 node_id: str) -> None:
         self.max_epochs, self.pretrain_epochs = max_epochs, pretrain_epochs
         self.start_epoch, self.crash_after_epoch = start_epoch, crash_after_epoch
-        self.last: dict[str, float] = {}
+        self.node_id = node_id
+        self.first_step_at: float | None = None
+        self.last: dict[str, Any] = {}
 
-    def row(self, metrics: dict[str, float], state: LoopState) -> dict[str, float]:
+    def row(self, metrics: dict[str, float], state: LoopState) -> dict[str, Any]:
         """The Tune result of one epoch (see the module docstring)."""
         return {
             "dev_f1": 100 * metrics["dev/best_f1"],
@@ -68,11 +82,15 @@ class EpochReporter:
             "main_epoch": max(0, state.epoch - self.pretrain_epochs),
             "train_seconds": state.train_seconds,
             "start_epoch": self.start_epoch,
+            "node_id": self.node_id,
+            "first_step_at": self.first_step_at,
         }
 
     def __call__(self, epoch: int, metrics: dict[str, float], state: LoopState) -> None:
         from ray import tune
 
+        if self.first_step_at is None:  # this attempt's first epoch
+            self.first_step_at = time.time() - metrics["epoch_seconds"]
         self.last = self.row(metrics, state)
         if state.epoch >= self.max_epochs:
             return  # reported by ``final`` with the test metrics
@@ -82,7 +100,7 @@ class EpochReporter:
         if self.crash_after_epoch == state.epoch and self.start_epoch == 0:
             os._exit(1)  # fault injection: the worker dies; Tune retries from the checkpoint just written
 
-    def final(self, result: dict[str, Any]) -> dict[str, float]:
+    def final(self, result: dict[str, Any]) -> dict[str, Any]:
         """The last Tune result: the last epoch's row with the run's final metrics."""
         return {
             **self.last,
@@ -124,8 +142,9 @@ def replay_outcome(tags: dict[str, str]) -> bool:
     return False
 
 
-def train_trial(config: dict[str, Any], *, data: MLCDataset, space: SearchSpace, settings: TrialSettings) -> None:
+def train_trial(config: dict[str, Any], *, data: MLCDataset | None, space: SearchSpace, settings: TrialSettings) -> None:
     """Ray Tune function trainable (bound with ``tune.with_parameters(data=, space=, settings=)``)."""
+    import ray
     from ray import tune
 
     from infnet.train import run_training
@@ -141,9 +160,11 @@ def train_trial(config: dict[str, Any], *, data: MLCDataset, space: SearchSpace,
     tags = {"infnet.method": str(cfg.method.name), "infnet.data": str(cfg.data.name),
             "infnet.sampled": json.dumps(space.decode(sampled))}
     logger = settings.runs.start(trial_id, ctx.get_trial_name(), container, tags, existing)
+    node_id = ray.get_runtime_context().get_node_id()
+    logger.set_tags({NODE_ID_TAG: node_id, NODE_IP_TAG: ray.util.get_node_ip_address()})  # this attempt's node
     state = load_checkpoint()
     reporter = EpochReporter(int(cfg.trainer.max_epochs), int(cfg.method.get("pretrain_epochs", 0)), state.epoch if state else 0,
-                             settings.crash_after_epoch)
+                             settings.crash_after_epoch, node_id)
     try:
         result = run_training(cfg, data=data, on_epoch=reporter, state=state, run_logger=logger, verbose=False)
     except Exception as exc:
@@ -154,4 +175,4 @@ def train_trial(config: dict[str, Any], *, data: MLCDataset, space: SearchSpace,
     tune.report(final)
 
 
-__all__ = ["BASE_KEY", "EpochReporter", "TrialSettings", "train_trial"]
+__all__ = ["BASE_KEY", "NODE_ID_TAG", "NODE_IP_TAG", "EpochReporter", "TrialSettings", "train_trial"]
