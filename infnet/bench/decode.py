@@ -81,13 +81,16 @@ class Decoders:
                 p.normal_()
 
     def infnet(self, feats: SeqFeatures) -> torch.Tensor:
+        """Per-token argmax of the inference network's head: feats -> tags (B, T)."""
         return self.net.head(feats.h).argmax(-1).masked_fill(~feats.mask, 0)
 
     def viterbi(self, feats: SeqFeatures) -> torch.Tensor:
+        """Exact minimiser of the chain energy: feats -> tags (B, T)."""
         unary, chain = self.chain_energy.chain_scores(feats)
         return chain.viterbi(unary, feats.mask)
 
     def gbi(self, feats: SeqFeatures, steps: int) -> torch.Tensor:
+        """``steps`` mirror steps on the unary + chain + conv energy, then argmax: feats -> tags (B, T)."""
         unary = self.energy.unary_scores(feats)  # the unary term is linear in y: computed once, not per step
 
         def objective(y: torch.Tensor) -> torch.Tensor:
@@ -97,6 +100,7 @@ class Decoders:
         return res.y.argmax(-1).masked_fill(~feats.mask, 0)
 
     def features(self, batch: SeqBatch) -> SeqFeatures:
+        """The shared BiLSTM features: batch -> (h (B, T, 200), mask (B, T))."""
         return SeqFeatures(self.net.features(batch), batch.mask)
 
 
