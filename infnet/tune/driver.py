@@ -10,7 +10,9 @@ workers (:mod:`infnet.tune.trainable`); only the driver talks to Optuna. Order o
 3. ``Tuner.restore`` when Tune's ``experiment_state-*.json`` exists in the folder (``can_restore``
    alone is true as soon as ``tuner.pkl`` exists), else a new ``Tuner``; ``fit()``;
 4. reconcile MLflow with Tune's final view, write ``results.parquet`` and ``best_config.json``, log
-   them to the parent run and end it (KILLED if trials are left unfinished, FINISHED otherwise).
+   them to the parent run, build the sweep report (:mod:`infnet.report`: ``report/`` beside the results
+   and in the parent run's artifacts; a failure is only a warning) and end the parent run (KILLED if
+   trials are left unfinished, FINISHED otherwise).
 """
 
 from __future__ import annotations
@@ -264,9 +266,24 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
     metrics = {f"num_{k}": float(summary[f"num_{k}"]) for k in ("trials", "completed", "stopped", "errored", "interrupted")}
     metrics.update({f"best/{k}": v for k, v in (("dev_f1", best["best_dev_metric"]), ("test_f1", best["best_test_metric"])) if v is not None})
     parent.log_metrics(metrics)
+    summary["report_path"] = sweep_report(sweep)
     unfinished = summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples)
     parent.end("KILLED" if unfinished else "FINISHED")
     return summary
+
+
+def sweep_report(sweep: Sweep) -> str | None:
+    """Build the sweep's report (HTML + PNG figures in ``<sweep>/report/``, logged to the parent run);
+    returns the HTML's path, or None after logging a warning: the results are already saved, and a
+    report that cannot be built must not fail or lose the sweep."""
+    try:
+        from infnet.report import build_report
+
+        return build_report([join(sweep.path, RESULTS_FILE)])["report"]
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("the sweep report could not be built (results are saved; retry with `python -m infnet.report %s`): %s: %s",
+                    sweep.path, type(exc).__name__, exc)
+        return None
 
 
 __all__ = ["mlflow_ui_command", "quiet_environment", "run_sweep", "start_ray"]

@@ -1,0 +1,114 @@
+"""Method comparison over one or more sweeps: which method wins, and by how much over each baseline.
+
+Every sweep searches one method (its ``method.name``) on one data set. A trial's seed is its own
+``trainer.seed`` when the sweep searches the seed, else the sweep's ``trainer.seed``; so the seeds of a
+method come from several sweeps (``python -m infnet.tune search_space=ce trainer.seed=1``, ...) or
+from one sweep that searches ``trainer.seed``.
+
+Per (data, method, seed), model selection is the sweep's: the completed trial with the best dev F1.
+A method's row reports mean ± sd across its seeds of that trial's dev F1, test F1 (at the dev-tuned
+threshold) and test F1 at 0.5, and the config of the best of them (its best config). The gain of the
+reference method (``implicit`` by default) over a baseline is the test F1 difference reference −
+baseline: paired by seed (mean ± sd of the per-seed differences) over the seeds both have, else the
+difference of the means (unpaired, no sd).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from infnet.report.sources import ResultSet
+
+SEED_KEY = "trainer.seed"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample sd (None with a single value) of ``n`` values."""
+
+    mean: float
+    sd: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f}" if self.sd is None else f"{self.mean:.2f} ± {self.sd:.2f}"
+
+
+@dataclass(frozen=True)
+class Gain:
+    """Test F1 of the reference minus a baseline's: paired over ``stat.n`` common seeds or unpaired."""
+
+    stat: Stat
+    paired: bool
+
+    def __str__(self) -> str:
+        sign = "+" if self.stat.mean >= 0 else ""
+        return f"{sign}{self.stat} ({f'paired, {self.stat.n} seeds' if self.paired else 'unpaired'})"
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method on one data set: the selected trial per seed and their summary."""
+
+    data: str
+    method: str
+    selected: dict[int | None, dict[str, Any]]  # seed -> the selected trial's row
+    trials: int
+    best_config: dict[str, Any]
+    gain: Gain | None = None
+
+    def stat(self, column: str) -> Stat:
+        return Stat.of([r[column] for r in self.selected.values()])
+
+
+def _seed(rs: ResultSet, row: dict[str, Any]) -> int | None:
+    return row[SEED_KEY] if row.get(SEED_KEY) is not None else rs.seed
+
+
+def _completed(row: dict[str, Any]) -> bool:
+    return row["status"] == "completed" and row.get("dev_f1") is not None and row.get("test_f1") is not None
+
+
+def gain(reference: MethodResult, baseline: MethodResult) -> Gain:
+    """``reference`` − ``baseline`` test F1 (see the module docstring)."""
+    common = sorted(set(reference.selected) & set(baseline.selected), key=str)
+    if common:
+        return Gain(Stat.of([reference.selected[s]["test_f1"] - baseline.selected[s]["test_f1"] for s in common]), True)
+    return Gain(Stat(reference.stat("test_f1").mean - baseline.stat("test_f1").mean, None, 0), False)
+
+
+def compare(sets: Sequence[ResultSet], reference: str = "implicit") -> list[MethodResult]:
+    """One :class:`MethodResult` per (data, method) with a completed trial, best test F1 first within a
+    data set; baselines carry their ``gain`` from ``reference`` when it ran on the same data."""
+    selected: dict[tuple[str, str], dict[int | None, dict[str, Any]]] = defaultdict(dict)
+    trials: dict[tuple[str, str], int] = defaultdict(int)
+    params: dict[tuple[str, str], tuple[str, ...]] = {}
+    for rs in sets:
+        key = (rs.data, rs.method)
+        trials[key] += rs.table.num_rows
+        params[key] = rs.params
+        for row in filter(_completed, rs.rows()):
+            seed = _seed(rs, row)
+            if seed not in selected[key] or row["dev_f1"] > selected[key][seed]["dev_f1"]:
+                selected[key][seed] = row
+    results = {}
+    for key, by_seed in selected.items():
+        best = max(by_seed.values(), key=lambda r: r["dev_f1"])
+        config = {k: best[k] for k in params[key] if k != SEED_KEY and best.get(k) is not None}
+        results[key] = MethodResult(key[0], key[1], dict(by_seed), trials[key], config)
+    for (data, method), result in results.items():
+        ref = results.get((data, reference))
+        if ref is not None and method != reference:
+            results[data, method] = replace(result, gain=gain(ref, result))
+    return sorted(results.values(), key=lambda r: (r.data, -r.stat("test_f1").mean))
+
+
+__all__ = ["Gain", "MethodResult", "Stat", "compare", "gain"]
