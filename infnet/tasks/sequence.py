@@ -70,9 +70,9 @@ class SequenceTask(Task):
         return -(y * y.clamp_min(EPS).log()).sum((1, 2)).mean()
 
     def gbi(self, objective: Objective, z0: torch.Tensor, x: SeqBatch, steps: int, lr: float, entropy: float) -> GBIResult:
-        from infnet.inference.gbi_simplex import mirror_descent_simplex
+        from infnet.inference.gbi_simplex import simplex_mirror_descent
 
-        return mirror_descent_simplex(objective, z0, x.mask, steps, lr, entropy)
+        return simplex_mirror_descent(objective, z0, x.mask, steps, lr, entropy)
 
     def sample(self, p: torch.Tensor, n: int) -> torch.Tensor:
         """One-hot tag samples (B, n, T, K) from per-token categoricals p (zero rows stay zero)."""
