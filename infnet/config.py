@@ -50,6 +50,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "trainer.batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "trainer.device": (lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"), "auto | cpu | cuda[:i]"),
+    "data.task": (lambda v: v in ("mlc", "ner", "pos"), "mlc | ner | pos"),
     "data.dev_fraction": (lambda v: isinstance(v, float) and 0 < v < 1, "a fraction in (0, 1)"),
 }
 
@@ -69,6 +70,9 @@ def validate(cfg: DictConfig) -> None:
         present, value = _lookup(cfg, key)
         if present and not ok(value):
             raise ConfigError(f"invalid config value {key}={value!r}: expected {allowed}")
+    if cfg.method.name == "crf" and cfg.data.get("task", "mlc") not in ("ner", "pos"):
+        raise ConfigError(f"method=crf is a sequence-labelling baseline; data={cfg.data.name} is not sequence data "
+                          "(use data=synthetic_seq|conll2003|wnut17|ud_ewt)")
     if cfg.method.get("pretrain_epochs", 0) >= cfg.trainer.max_epochs:
         raise ConfigError(
             f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no main-phase epoch after "

@@ -153,11 +153,15 @@ def fit(
     return state
 
 
-def test_metrics(method: Method, data: Any, state: LoopState, device: torch.device) -> dict[str, float]:
-    """Load the dev-best state and score test (``test/<metric>``; multi-label: at the dev-tuned
-    threshold, and ``test/f1_at_0.5``)."""
+def predict_test(method: Method, data: Any, state: LoopState, device: torch.device) -> torch.Tensor:
+    """Predictions (N, *S) of the dev-best state on the test split."""
     if state.best_state is None:
         raise RuntimeError("no main-phase epoch was run: raise trainer.max_epochs above method.pretrain_epochs")
     method.load_state_dict(state.best_state)
-    scores = evaluate(method, data.test, device)
+    return evaluate(method, data.test, device)
+
+
+def score_test(method: Method, data: Any, state: LoopState, scores: torch.Tensor) -> dict[str, float]:
+    """``test/<metric>`` of test predictions ``scores`` (N, *S) (multi-label: at the dev-tuned
+    threshold, and ``test/f1_at_0.5``)."""
     return {f"test/{k}": v for k, v in method.task.score(scores, method.task.gold(data.test), state.best_decision).items()}

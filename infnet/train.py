@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import tempfile
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infnet.config import validate
-from infnet.loop import LoopState, fit, test_metrics
+from infnet.loop import LoopState, fit, score_test, predict_test
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
 from infnet.pretrain_cache import cache_for
@@ -121,7 +123,8 @@ def run_training(
     result.update({k.replace("/", "_"): v for k, v in best.items() if k.startswith("energy/")})
     if state.best_decision is not None:
         result["threshold"] = state.best_decision
-    test = test_metrics(method, data, state, device)
+    scores = predict_test(method, data, state, device)
+    test = score_test(method, data, state, scores)
     result.update({k.replace("/", "_"): 100 * v for k, v in test.items()})
     if run_logger is not None:
         best = {f"best/dev_{metric}": state.best_dev_metric, "train_seconds": state.train_seconds}
@@ -129,6 +132,9 @@ def run_training(
         run_logger.log_dict(state.history, "history.json")
         if cfg.tracking.get("log_model", True):
             run_logger.log_torch(state.best_state, "best_model.pt")
+        with tempfile.TemporaryDirectory() as folder:
+            name = task.write_predictions(Path(folder), data.test, scores.cpu(), state.best_decision)
+            run_logger.log_file(Path(folder) / name, "test")
     return result
 
 

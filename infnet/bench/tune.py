@@ -174,7 +174,7 @@ def startup_trials(overrides: list[str], ship: bool, samples: int) -> list[float
     through the object store (``ship``) or loaded by each trial."""
     from ray import tune
 
-    from infnet.data import load_mlc
+    from infnet.data import load_data
     from infnet.tune import prepare
     from infnet.tune.child_runs import ChildRuns
     from infnet.tune.driver import open_parent
@@ -183,7 +183,7 @@ def startup_trials(overrides: list[str], ship: bool, samples: int) -> list[float
 
     sweep, parent = open_parent(prepare(overrides))
     runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name)
-    data = load_mlc(sweep.cfg.data) if ship else None
+    data = load_data(sweep.cfg.data) if ship else None
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data, space=sweep.space, settings=TrialSettings(runs)),
                                     {"cpu": 1})
     point = {p.name: p.choices[0] for p in sweep.space.params}  # the one point of ONE_POINT

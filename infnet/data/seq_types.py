@@ -27,9 +27,6 @@ class SeqBatch(NamedTuple):
         """The same batch on ``device``."""
         return SeqBatch(self.words.to(device), self.chars.to(device), self.mask.to(device))
 
-    def __len__(self) -> int:  # type: ignore[override]  # number of sentences, not of fields
-        return self.words.shape[0]
-
 
 class SeqFeatures(NamedTuple):
     """What a sequence energy reads besides y: token features ``h`` (B, T, H) and ``mask`` (B, T) bool."""

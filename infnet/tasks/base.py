@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -122,3 +123,8 @@ class Task(ABC):
     @abstractmethod
     def score(self, scores: torch.Tensor, gold: Any, decision: float | None) -> dict[str, float]:
         """Test metrics of ``scores`` (N, *S) at the dev-tuned ``decision``; ``<metric>`` is always a key."""
+
+    @abstractmethod
+    def write_predictions(self, path: Path, split: Any, scores: torch.Tensor, decision: float | None) -> str:
+        """Write the predictions ``scores`` (N, *S) on ``split`` (at ``decision``) to a file in
+        directory ``path``, in the form users read them; returns the file's name."""

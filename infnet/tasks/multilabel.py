@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -62,3 +64,24 @@ class MultiLabelTask(Task):
 
     def score(self, scores: torch.Tensor, gold: torch.Tensor, decision: float | None) -> dict[str, float]:
         return {"f1": example_f1(scores, gold, 0.5 if decision is None else decision), "f1_at_0.5": example_f1(scores, gold, 0.5)}
+
+    def write_predictions(self, path: Path, split: MLCSplit, scores: torch.Tensor, decision: float | None) -> str:
+        """``predictions.parquet``: per example the label probabilities ``scores`` (N, L) and the
+        names of the gold and predicted labels (probability > ``decision``)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = self.data.label_names
+        chosen = (scores > (0.5 if decision is None else decision)).numpy()
+
+        def label_sets(rows) -> list[list[str]]:  # noqa: ANN001 - (N, L) boolean array
+            return [[names[k] for k in row.nonzero()[0]] for row in rows]
+
+        table = pa.table({
+            "example": pa.array(range(len(scores)), pa.int64()),
+            "gold": pa.array(label_sets(split.labels.astype(bool)), pa.list_(pa.string())),
+            "predicted": pa.array(label_sets(chosen), pa.list_(pa.string())),
+            "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.numpy().ravel(), pa.float32()), scores.shape[1]),
+        })
+        pq.write_table(table, path / "predictions.parquet")
+        return "predictions.parquet"

@@ -3,6 +3,8 @@ accuracy (POS) of the argmax tags."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as fn
 from torch import nn
@@ -104,3 +106,9 @@ class SequenceTask(Task):
 
     def score(self, scores: torch.Tensor, gold: list[list[str]], decision: float | None) -> dict[str, float]:
         return {self.metric: self.evaluate(scores, gold)}
+
+    def write_predictions(self, path: Path, split, scores: torch.Tensor, decision: float | None) -> str:  # noqa: ANN001
+        """``predictions.conll``: ``token gold predicted`` lines in the source files' tag scheme
+        (IOB1 for CoNLL-2003), a blank line after each sentence (the conlleval input format)."""
+        self.data.write_predictions(path / "predictions.conll", split, self.decode(scores, split.tags))
+        return "predictions.conll"

@@ -118,7 +118,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns) -> Any:
     """A restored ``Tuner`` when Tune's experiment state exists in the sweep folder, else a new one."""
     from ray import tune
 
-    from infnet.data import load_mlc
+    from infnet.data import load_data
     from infnet.tune.callbacks import ChildRunCloser, ProgressPrinter
     from infnet.tune.search import METRIC, MODE, make_scheduler, make_searcher
     from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
@@ -126,7 +126,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns) -> Any:
     t = sweep.cfg.tune
     settings = TrialSettings(runs, t.fault_injection.crash_after_epoch)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=load_mlc(sweep.cfg.data), space=sweep.space, settings=settings),
+        tune.with_parameters(train_trial, data=load_data(sweep.cfg.data), space=sweep.space, settings=settings),
         trial_resources(t),
     )
     if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):

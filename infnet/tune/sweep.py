@@ -119,6 +119,9 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
     except Exception as exc:  # noqa: BLE001 - the command line composed above: a bad base override
         raise space.error("base_overrides", f"{type(exc).__name__}: {exc}") from None
     validate(cfg)  # the base config itself, before any sampled value
+    if cfg.data.get("task") == "pos":
+        raise SweepError(f"data={cfg.data.name}: sweeps select trials on dev F1 and POS tagging reports accuracy; "
+                         "tune POS models with python -m infnet.train (or a NER/multi-label dataset)")
     space.check(cfg)
     name = str(cfg.tune.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
     OmegaConf.update(cfg, "tune.name", name)

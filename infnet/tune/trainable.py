@@ -106,7 +106,7 @@ class EpochReporter:
             **self.last,
             "dev_f1": result["dev_f1"],
             "test_f1": result["test_f1"],
-            "test_f1_at_0.5": result["test_f1_at_0.5"],
+            "test_f1_at_0.5": result.get("test_f1_at_0.5"),  # multi-label only
             "epoch": result["epochs"],
             "main_epoch": result["epochs"] - self.pretrain_epochs,
             "train_seconds": result["train_seconds"],
