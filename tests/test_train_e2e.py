@@ -42,7 +42,7 @@ def test_each_method_trains_and_is_tracked(method: str, tmp_path: Path) -> None:
     assert [m.step for m in history] == [0, 1, 2, 3]
     assert "test/f1" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "history.json", "best_model.pt"} <= artifacts
+    assert {"config.yaml", "history.json", "best_model.pt", "test"} <= artifacts
     if method != "ce":
         assert "energy/grad_ratio_global_local" in run.data.metrics
         assert "energy/gold_minus_pred" in run.data.metrics
@@ -64,6 +64,29 @@ def test_cli_prints_json_last_line_and_uses_local_store(tmp_path: Path) -> None:
     assert "[epoch 2/2 main]" in proc.stderr  # progress is shown
     run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED"
+
+
+def test_test_predictions_artifact_matches_the_reported_f1(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    import torch
+
+    from infnet.metrics import example_f1
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = main_with_tracking(compose([*_overrides("ce", uri), "trainer.max_epochs=2"]))
+    path = mlflow.artifacts.download_artifacts(
+        run_id=result["mlflow_run_id"], artifact_path="test/predictions.parquet", tracking_uri=uri, dst_path=str(tmp_path)
+    )
+    table = pq.read_table(path)
+    assert table.column_names == ["example", "gold", "predicted", "scores"] and table.num_rows == 300
+    predicted, gold = ([set(row) for row in table.column(c).to_pylist()] for c in ("predicted", "gold"))
+    labels = sorted(set().union(*predicted, *gold))
+
+    def indicator(sets: list[set[str]]) -> torch.Tensor:
+        return torch.tensor([[float(n in s) for n in labels] for s in sets])
+
+    assert 100 * example_f1(indicator(predicted), indicator(gold), 0.5) == pytest.approx(result["test_f1"])
+    assert len(table.column("scores")[0]) >= len(labels)
 
 
 def test_cli_rejects_unknown_key_with_hydra_error(tmp_path: Path) -> None:
