@@ -26,6 +26,12 @@ def test_shipped_spaces_load_and_match_the_config(name: str) -> None:
     assert (search_space_dir() / f"{name}.yaml").is_file()
 
 
+def test_sequence_space_searches_the_sequence_energy() -> None:
+    space = load_search_space("implicit_seq")
+    assert space.base_overrides == ("method=implicit", "data=synthetic_seq")
+    assert {"method.inner_steps", "method.iters", "model.seq_energy.order_hidden", "model.seq_energy.high_order"} <= set(space.names)
+
+
 def test_implicit_space_searches_what_the_issue_asks_for() -> None:
     names = set(load_search_space("implicit").names)
     assert {"method.inner_steps", "method.solver", "method.iters", "method.damping", "method.lam", "method.lr",
@@ -106,6 +112,8 @@ def test_structural_errors_name_file_and_key(tmp_path: Path, body: str, key: str
          "an integer >= 1"),
         ("base_overrides: [method=implicit]\nparams: {model.hidden: {type: categorical, choices: [150, 300]}}", "model.hidden",
          "does not match the config value"),
+        ("base_overrides: [method=implicit, data=synthetic_seq]\nparams: {model.seq_energy.high_order: {type: categorical, choices: [conv, gru]}}",
+         "model.seq_energy.high_order", "none | conv | lstm"),
         ("base_overrides: [method=nonexistent]\nparams: {method.lam: {type: float, low: 0.1, high: 1}}", "base_overrides",
          "nonexistent"),
     ],

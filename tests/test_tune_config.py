@@ -34,6 +34,13 @@ def test_search_space_base_overrides_then_command_line(tmp_path: Path) -> None:
         prepare(["trainer.max_epochs=5", f"tune.storage_path={tmp_path}"])
 
 
+def test_sequence_space_and_pos_refusal(tmp_path: Path) -> None:
+    sweep = prepare(["search_space=implicit_seq", f"tune.storage_path={tmp_path}"])
+    assert sweep.cfg.data.name == "synthetic_seq" and sweep.cfg.data.task == "ner"
+    with pytest.raises(SweepError, match="POS tagging reports accuracy"):
+        prepare(["search_space=implicit_seq", "data=ud_ewt", f"tune.storage_path={tmp_path}"])
+
+
 def test_an_existing_sweep_folder_is_resumed_with_its_stored_config(tmp_path: Path) -> None:
     first = prepare(["tune.name=again", "tune.num_samples=3", "method.lam=2.0", f"tune.storage_path={tmp_path}"])
     write_state(first.with_parent("parent123"))

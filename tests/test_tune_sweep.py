@@ -127,3 +127,29 @@ def test_worker_death_resumes_from_checkpoint(ray_runtime, tmp_path: Path) -> No
         assert run.info.status == "FINISHED"
         steps = epochs_logged(client, run.info.run_id)
         assert steps == list(range(steps[0], 6)) and steps[0] in (0, 3)  # no epoch was trained twice
+
+
+def test_ner_sweep_on_sequence_data(ray_runtime, tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "base_overrides: [method=implicit, data=synthetic_seq]\n"
+        "params:\n"
+        "  model.seq_energy.high_order: {type: categorical, choices: [conv, lstm]}\n"
+        "  model.seq_energy.order_hidden: {type: int, low: 4, high: 16, log: true}\n"
+    )
+    sweep = prepare(sweep_overrides(
+        tmp_path, f"search_space={space}", "tune.num_samples=2", "tune.scheduler=none", "tune.name=ner",
+        "data.n_train=400", "data.n_dev=100", "method.lr=5e-3",
+    ))
+    summary = run_sweep(sweep)
+
+    assert summary["num_completed"] == 2 and summary["num_errored"] == 0
+    table = pq.read_table(summary["results_path"]).to_pylist()
+    for r in table:
+        assert r["model.seq_energy.high_order"] in ("conv", "lstm") and r["epochs"] == 6
+        assert 0 < r["test_f1"] <= 100 and r["test_f1_at_0.5"] is None  # span F1: no threshold
+    client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
+    for run in child_runs(summary):
+        assert run.data.params["data.name"] == "synthetic_seq" and "test/predictions.conll" in {
+            a.path for a in client.list_artifacts(run.info.run_id, "test")}
+    assert summary["report_path"] and Path(summary["report_path"]).is_file()

@@ -65,8 +65,10 @@ class MethodResult:
     best_config: dict[str, Any]
     gain: Gain | None = None
 
-    def stat(self, column: str) -> Stat:
-        return Stat.of([r[column] for r in self.selected.values()])
+    def stat(self, column: str) -> Stat | None:
+        """``column`` over the selected trials; None where no trial has it (``test_f1_at_0.5`` on NER)."""
+        values = [r[column] for r in self.selected.values() if r.get(column) is not None]
+        return Stat.of(values) if values else None
 
 
 def _seed(rs: ResultSet, row: dict[str, Any]) -> int | None:
