@@ -15,8 +15,8 @@ value means the default):
 - ``url`` (None -> MULAN on GitHub at a fixed commit): base URL; files are ``<url>/<name>/<file>``.
 - ``sha256`` (None): file name -> hex checksum, overriding the preset's for downloads.  With ``root``
   checksums are computed (for the cache key and ``meta["files"]``), not verified.
-- synthetic only: ``n_train`` (2000), ``n_dev`` (500), ``n_test`` (1000), ``n_features`` (128),
-  ``n_labels`` (24, multiple of 4), ``noise`` (1.0), ``seed`` (0); see :mod:`infnet.data.synthetic`.
+- synthetic only: ``n_train`` (200), ``n_dev`` (500), ``n_test`` (1000), ``n_features`` (128),
+  ``n_labels`` (24, multiple of 4), ``noise`` (0.5), ``seed`` (0); see :mod:`infnet.data.synthetic`.
 """
 
 from __future__ import annotations
