@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -24,19 +25,28 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[tuple[str, http.server.ThreadingHTTPServer]]:
+    """(base URL, server) of a quiet HTTP server on 127.0.0.1 serving ``directory``, for the block's duration."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], http.server.ThreadingHTTPServer]]:
     """(base URL, sha256 per file, server) for a small bookmarks-like dataset served on 127.0.0.1."""
     texts = write_single(tmp_path / "www" / "bookmarks", "bookmarks", n=60)
     sha256 = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts.items()}
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path / "www"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", sha256, server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_directory(tmp_path / "www") as (url, server):
+        yield url, sha256, server
 
 
 def bookmarks_cfg(url: str, sha256: dict[str, str], cache_dir: Path) -> dict:

@@ -338,7 +338,7 @@ def test_map_inputs_restores_order_and_pads(corpus_dir: Path, tmp_path: Path) ->
     seen_batch_sizes = []
 
     def fn(x):  # (B, T) word ids -> (B, T, 2): the id and the position + 1, zero at padding
-        seen_batch_sizes.append(len(x))
+        seen_batch_sizes.append(x.words.shape[0])
         positions = torch.arange(1, x.words.shape[1] + 1).expand_as(x.words)
         return torch.stack([x.words, positions], -1).float() * x.mask[..., None]
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_data_download import _QuietHandler
+from test_data_download import serve_directory
 
 from infnet.data import DataDownloadError, load_seq
 from infnet.data.seq_presets import SEQ_PRESETS, UD_EWT_BASE_URL, WNUT17_BASE_URL
@@ -29,14 +27,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], http.server.Th
             (tmp_path / "www" / file_name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "www" / file_name).write_text(text)
             sha256[file_name] = hashlib.sha256(text.encode()).hexdigest()
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path / "www"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", sha256, server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_directory(tmp_path / "www") as (url, server):
+        yield url, sha256, server
 
 
 @pytest.mark.parametrize("name", ["wnut17", "ud_ewt"])

@@ -27,6 +27,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +44,7 @@ _INDEX_DTYPE = np.dtype("<i4")
 _VALUE_DTYPE = np.dtype("<f4")
 _DOWNLOAD_BLOCK = 1 << 20
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -58,33 +60,35 @@ def dataset_cache_path(cache_dir: Path, name: str, key: str) -> Path:
     return cache_dir / "mlc" / f"{safe_name}-{key[:24]}.parquet"
 
 
-def cached_dataset(path: Path, key: str, build: Callable[[], MLCDataset]) -> MLCDataset:
-    """The dataset cached at ``path`` under ``key``; else ``build()`` it and cache it atomically."""
-    dataset = read_cached_dataset(path, key)
-    if dataset is None:
-        dataset = build()
-        write_cached_dataset(path, key, dataset)
-    return dataset
+def cached_table(path: Path, key: str, build: Callable[[], T], to_table: Callable[[T, str], pa.Table],
+                 from_table: Callable[[pa.Table, str], T]) -> T:
+    """The object cached at ``path`` under ``key`` (decoded by ``from_table``); else ``build()`` it and
+    store ``to_table(obj, key)`` atomically.  Shared by the multi-label and the tagging caches."""
+    obj = read_cached_table(path, key, from_table)
+    if obj is None:
+        obj = build()
+        with _atomic_target(path) as temporary:
+            pq.write_table(to_table(obj, key), temporary, compression="zstd", use_dictionary=False, write_page_checksum=True)
+    return obj
 
 
-def read_cached_dataset(path: Path, key: str) -> MLCDataset | None:
-    """The dataset stored at ``path``, or None if absent; an unreadable or invalid file is deleted."""
+def read_cached_table(path: Path, key: str, from_table: Callable[[pa.Table, str], T]) -> T | None:
+    """``from_table`` of the Parquet file at ``path``, or None if absent; an unreadable or invalid file
+    (failed page checksum, wrong key or format: ``from_table`` raises) is deleted."""
     if not path.is_file():
         return None
     try:
         with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
-            return _from_table(parquet.read(), key)
+            return from_table(parquet.read(), key)
     except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
         log.warning("discarding unreadable dataset cache %s (%s); rebuilding it", path, exc)
         path.unlink(missing_ok=True)
         return None
 
 
-def write_cached_dataset(path: Path, key: str, dataset: MLCDataset) -> None:
-    """Store ``dataset`` at ``path`` under ``key`` (temporary file + rename)."""
-    table = _to_table(dataset, key)
-    with _atomic_target(path) as temporary:
-        pq.write_table(table, temporary, compression="zstd", use_dictionary=False, write_page_checksum=True)
+def cached_dataset(path: Path, key: str, build: Callable[[], MLCDataset]) -> MLCDataset:
+    """The multi-label dataset cached at ``path`` under ``key``; else ``build()`` it and cache it."""
+    return cached_table(path, key, build, _to_table, _from_table)
 
 
 def fetch(url: str, dest: str | Path, sha256: str, timeout: float = 60.0) -> Path:

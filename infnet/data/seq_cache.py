@@ -16,20 +16,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from infnet.data.cache import (
     _METADATA_DIGEST_KEY,
     _METADATA_KEY,
-    _atomic_target,
     _binary_column,
     _read_binary_column,
+    cached_table,
     dataset_cache_path,
 )
 from infnet.data.sequence import SeqDataset, SeqSplit, counts_to_offsets
@@ -38,7 +36,6 @@ from infnet.data.vocab import Vocab
 SEQ_CACHE_FORMAT = "infnet-seq-parquet-2"
 _ID_DTYPE = np.dtype("<i4")
 _BYTE = np.dtype("u1")
-log = logging.getLogger(__name__)
 
 
 def seq_cache_path(cache_dir: Path, name: str, key: str) -> Path:
@@ -48,26 +45,7 @@ def seq_cache_path(cache_dir: Path, name: str, key: str) -> Path:
 
 def cached_seq_dataset(path: Path, key: str, build: Callable[[], SeqDataset]) -> SeqDataset:
     """The dataset cached at ``path`` under ``key``; else ``build()`` it and cache it atomically."""
-    dataset = read_cached_seq_dataset(path, key)
-    if dataset is None:
-        dataset = build()
-        table = _to_table(dataset, key)
-        with _atomic_target(path) as temporary:
-            pq.write_table(table, temporary, compression="zstd", use_dictionary=False, write_page_checksum=True)
-    return dataset
-
-
-def read_cached_seq_dataset(path: Path, key: str) -> SeqDataset | None:
-    """The dataset stored at ``path``, or None if absent; an unreadable or invalid file is deleted."""
-    if not path.is_file():
-        return None
-    try:
-        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
-            return _from_table(parquet.read(), key)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
-        log.warning("discarding unreadable dataset cache %s (%s); rebuilding it", path, exc)
-        path.unlink(missing_ok=True)
-        return None
+    return cached_table(path, key, build, _to_table, _from_table)
 
 
 def _to_table(dataset: SeqDataset, key: str) -> pa.Table:
