@@ -108,3 +108,29 @@ def test_energy_mixed_second_derivatives_match_finite_differences(high_order: st
         return functional_call(energy, dict(zip(names, params)), (feats, y)).sum()
 
     assert torch.autograd.gradgradcheck(total, (y, *(v.requires_grad_(True) for v in values)))
+
+
+CONLL = SHARED / "ner" / "conll2003"
+
+
+@pytest.mark.skipif(not (CONLL / "eng.testb").is_file(), reason="CoNLL-2003 not present in ../shared/data")
+def test_conll_predictions_round_trip_to_the_source_iob1_tags(tmp_path: Path) -> None:
+    """A smoke run on a 300-sentence subsample of CoNLL-2003: the logged predictions' gold column is the
+    test file itself (tokens and IOB1 tags, -DOCSTART- lines dropped), and the reported span F1 is what
+    the predicted column scores against it."""
+    from infnet.data.tagging import iob1_to_bio
+    from infnet.metrics import span_f1
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = ["data=conll2003", f"data.root={CONLL}", "data.max_train_examples=300", f"data.cache_dir={tmp_path}"]
+    result = main_with_tracking(compose([*data, "trainer.max_epochs=2", "method=ce", f"tracking.uri={uri}", *SMALL]))
+    path = mlflow.artifacts.download_artifacts(
+        run_id=result["mlflow_run_id"], artifact_path="test/predictions.conll", tracking_uri=uri, dst_path=str(tmp_path)
+    )
+    source = [line.split() for line in (CONLL / "eng.testb").read_text(encoding="utf-8").splitlines()]
+    expected = [(row[0], row[-1]) for row in source if row and row[0] != "-DOCSTART-"]
+    blocks = [[line.split(" ") for line in block.splitlines()] for block in Path(path).read_text(encoding="utf-8").strip("\n").split("\n\n")]
+    assert [(tok, gold) for block in blocks for tok, gold, _ in block] == expected
+    gold = [iob1_to_bio([row[1] for row in block]) for block in blocks]
+    pred = [iob1_to_bio([row[2] for row in block]) for block in blocks]
+    assert 100 * span_f1(gold, pred) == pytest.approx(result["test_f1"])
