@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infnet.config import validate
-from infnet.loop import LoopState, fit, score_test, predict_test
+from infnet.loop import LoopState, fit, predict_test, score_test
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
 from infnet.pretrain_cache import cache_for

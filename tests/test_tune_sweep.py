@@ -37,6 +37,13 @@ def sweep_overrides(tmp_path: Path, *extra: str) -> list[str]:
             f"data.cache_dir={tmp_path / 'cache'}", *extra]
 
 
+def write_space(tmp_path: Path, base_overrides: list[str], params: list[str]) -> Path:
+    """A search-space file with these base overrides and ``params`` lines (``key: {distribution}``)."""
+    space = tmp_path / "space.yaml"
+    space.write_text(f"base_overrides: [{', '.join(base_overrides)}]\nparams:\n" + "".join(f"  {p}\n" for p in params))
+    return space
+
+
 def child_runs(summary: dict) -> list:
     client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
     exp = client.get_experiment_by_name(summary["mlflow_experiment"])
@@ -49,15 +56,12 @@ def epochs_logged(client: mlflow.MlflowClient, run_id: str) -> list[int]:
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter:UserWarning")  # the NaN point lies outside the range
 def test_sweep_with_asha_and_a_diverging_trial(ray_runtime, tmp_path: Path) -> None:
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        "base_overrides: [method=implicit]\n"
-        "params:\n"
-        "  method.lr_energy: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n"
-        "  method.solver: {type: categorical, choices: [cg, identity]}\n"
-        "  method.iters: {type: int, low: 2, high: 4, when: {method.solver: cg}}\n"
-        "  model.energy.label_hidden: {type: int, low: 4, high: 16, log: true}\n"
-    )
+    space = write_space(tmp_path, ["method=implicit"], [
+        "method.lr_energy: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}",
+        "method.solver: {type: categorical, choices: [cg, identity]}",
+        "method.iters: {type: int, low: 2, high: 4, when: {method.solver: cg}}",
+        "model.energy.label_hidden: {type: int, low: 4, high: 16, log: true}",
+    ])
     sweep = prepare(sweep_overrides(
         tmp_path, f"search_space={space}", "tune.num_samples=6", "tune.max_concurrent=1", "tune.startup_trials=2",
         "tune.asha.grace_period=2", "tune.asha.reduction_factor=2", "tune.max_failures=1", "tune.name=asha",
@@ -130,13 +134,10 @@ def test_worker_death_resumes_from_checkpoint(ray_runtime, tmp_path: Path) -> No
 
 
 def test_ner_sweep_on_sequence_data(ray_runtime, tmp_path: Path) -> None:
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        "base_overrides: [method=implicit, data=synthetic_seq]\n"
-        "params:\n"
-        "  model.seq_energy.high_order: {type: categorical, choices: [conv, lstm]}\n"
-        "  model.seq_energy.order_hidden: {type: int, low: 4, high: 16, log: true}\n"
-    )
+    space = write_space(tmp_path, ["method=implicit", "data=synthetic_seq"], [
+        "model.seq_energy.high_order: {type: categorical, choices: [conv, lstm]}",
+        "model.seq_energy.order_hidden: {type: int, low: 4, high: 16, log: true}",
+    ])
     sweep = prepare(sweep_overrides(
         tmp_path, f"search_space={space}", "tune.num_samples=2", "tune.scheduler=none", "tune.name=ner",
         "data.n_train=400", "data.n_dev=100", "method.lr=5e-3",
