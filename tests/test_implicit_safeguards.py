@@ -215,3 +215,16 @@ def test_cuda_matches_cpu(solver, mode):
     for k in cpu:
         assert gpu[k].device.type == "cuda"
         torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("solver", ["cg", "neumann", "identity", "dense", "unrolled"])
+def test_outer_value_is_f_at_the_given_psi_or_the_last_unrolled_iterate(solver):
+    inner, outer, psi, theta = QUAD_ARGS
+    _, info = hypergrad(inner, outer, psi, theta, solver=solver, iters=3, alpha=0.1)
+    if solver != "unrolled":
+        assert info.outer_value == pytest.approx(float(outer(psi, theta)), rel=1e-14)  # (0.5 − 1)² · 2 = 0.5
+        return
+    x = psi["x"].clone()  # three gradient steps on G from ψ₀: x ← x − 0.1 (diag(1, 4) x − w)
+    for _ in range(3):
+        x = x - 0.1 * (_t([1.0, 4.0]) * x - theta["w"])
+    assert info.outer_value == pytest.approx(float(((x - 1.0) ** 2).sum()), rel=1e-12)

@@ -61,7 +61,8 @@ class HypergradInfo:
     requested solver; ``hvp_calls`` counts every Hessian-vector product (power iterations,
     residual checks and fallbacks included; unrolled: one per unrolled step); ``fallback`` is None
     or the reason the result was replaced; ``unused_outer`` lists θ keys with a structurally zero
-    gradient (neither F nor G depends on them).
+    gradient (neither F nor G depends on them); ``outer_value`` is F at the given ψ (``unrolled``:
+    at its last iterate ψ_K), so callers can log the outer loss without evaluating it again.
     """
 
     solver: str
@@ -76,6 +77,7 @@ class HypergradInfo:
     hvp_mode: str
     damping: float
     unused_outer: tuple[str, ...] = ()
+    outer_value: float = math.nan
 
     def as_metrics(self, prefix: str = "hypergrad/") -> dict[str, float]:
         """Numeric fields as ``{prefix + name: float}`` for logging; unmeasured (NaN/None) values are omitted."""
@@ -100,6 +102,7 @@ class _Implicit:
         self, inner_loss: Loss, outer_loss: Loss, psi: Tree, theta: Tree, hvp_mode: str, damping: float
     ) -> None:
         loss = scalar_loss(outer_loss(psi, theta), "outer_loss")
+        self.outer_value = float(loss.detach())
         both = {**{("psi", k): v for k, v in psi.items()}, **{("theta", k): v for k, v in theta.items()}}
         grads = grads_or_none([loss], both)
         direct = {k: grads[("theta", k)] for k in theta}
@@ -186,6 +189,7 @@ def _hypergrad(
         solver=solver, iterations=sinfo.iterations, residual=sinfo.residual, converged=sinfo.converged,
         fallback=sinfo.fallback, negative_curvature=sinfo.negative_curvature, diverged=sinfo.diverged,
         hvp_calls=sinfo.hvp_calls, alpha=sinfo.alpha, hvp_mode=hvp_mode, damping=float(damping), unused_outer=unused,
+        outer_value=sinfo.outer_value if solver == "unrolled" else parts.outer_value,
     )
     if reason is not None:
         parts = parts or _Implicit(inner_loss, outer_loss, psi, theta, hvp_mode, damping)

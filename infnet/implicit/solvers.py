@@ -37,6 +37,7 @@ class SolveInfo:
     negative_curvature: bool = False
     diverged: bool = False
     fallback: str | None = None
+    outer_value: float = math.nan  # unrolled only: F at the last iterate
 
 
 def relative_residual(matvec: MatVec, u: Tree, rhs: Tree) -> float:
@@ -80,8 +81,8 @@ def cg(
     and says so in ``fallback``. A non-finite curvature/residual stops the loop and the (non-finite)
     iterate is returned for the caller's safeguard to handle.
     """
-    u, r = tree.zeros_like(rhs), dict(rhs)
-    p, rs = r, float(tree.dot(r, r))
+    u, r = tree.zeros_like(rhs), tree.clone(rhs)  # u, r, p are updated in place
+    p, rs = tree.clone(r), float(tree.dot(r, r))
     b = math.sqrt(rs)
     info = SolveInfo(iterations=0, residual=0.0, converged=True, hvp_calls=0)
     if b == 0:
@@ -98,7 +99,8 @@ def cg(
                 u = tree.scale(identity_alpha, rhs)
             return u, info
         step = rs / pap
-        u, r = tree.axpy(step, p, u), tree.axpy(-step, ap, r)
+        tree.axpy_(step, p, u)
+        tree.axpy_(-step, ap, r)
         rs_new = float(tree.dot(r, r))
         info.iterations, info.residual = k + 1, math.sqrt(rs_new) / b
         if info.residual <= tol:
@@ -106,7 +108,8 @@ def cg(
             break
         if not math.isfinite(rs_new):
             break
-        p, rs = tree.axpy(rs_new / rs, p, r), rs_new
+        tree.xpay_(r, rs_new / rs, p)
+        rs = rs_new
     return u, info
 
 

@@ -40,6 +40,25 @@ def axpy(alpha: float | Tensor, x: Mapping[str, Tensor], y: Mapping[str, Tensor]
     return {k: y[k] + alpha * x[k] for k in y}
 
 
+def clone(tree: Mapping[str, Tensor]) -> Tree:
+    """Copies of every entry (same shape/dtype/device) that may be updated in place."""
+    return {k: v.clone() for k, v in tree.items()}
+
+
+def axpy_(alpha: float, x: Mapping[str, Tensor], y: Tree) -> Tree:
+    """``y += alpha * x`` in place (one fused op over all entries); returns ``y``."""
+    torch._foreach_add_(list(y.values()), [x[k] for k in y], alpha=alpha)
+    return y
+
+
+def xpay_(x: Mapping[str, Tensor], alpha: float, y: Tree) -> Tree:
+    """``y = x + alpha * y`` in place (CG's new search direction); returns ``y``."""
+    values = list(y.values())
+    torch._foreach_mul_(values, alpha)
+    torch._foreach_add_(values, [x[k] for k in y])
+    return y
+
+
 def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
     """Inner product ``sum_k <a[k], b[k]>`` as a 0-dim tensor (summed in the promoted dtype)."""
     return torch.stack([(a[k] * b[k]).sum() for k in a]).sum()

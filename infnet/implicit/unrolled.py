@@ -53,4 +53,4 @@ def unrolled(
     gk = tree.norm(_inner_grad(inner_loss, tree.detached(p, True), theta, create_graph=False))
     g0 = gk if g0 is None else g0
     residual = gk / g0 if g0 > 0 else gk
-    return grads, SolveInfo(iters, residual, residual <= tol, iters, alpha=alpha)
+    return grads, SolveInfo(iters, residual, residual <= tol, iters, alpha=alpha, outer_value=float(loss.detach()))

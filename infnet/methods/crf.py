@@ -26,13 +26,13 @@ class CRF(Method):
             raise ValueError("method=crf needs a sequence-labelling dataset (data=synthetic_seq|conll2003|wnut17|ud_ewt)")
         super().__init__(ctx)
         self.crf = LinearChainCRF(ctx.task.data.n_labels).to(ctx.device)
-        self.opt_infnet = adam(list(self.infnet.parameters()) + list(self.crf.parameters()), ctx.method.lr, ctx.method.weight_decay)
+        self.opt_infnet = adam(list(self.infnet.parameters()) + list(self.crf.parameters()), self.hp.lr, self.hp.weight_decay)
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         """One NLL step on x (a ``SeqBatch``) and one-hot y (B, T, K)."""
         self.infnet.train()
         loss = self.crf.nll(self.infnet(x), y.argmax(-1), x.mask)
-        step(self.opt_infnet, loss, self.ctx.method.grad_clip)
+        step(self.opt_infnet, loss, self.hp.grad_clip)
         return {"loss/nll": loss.item()}
 
     @torch.no_grad()

@@ -5,9 +5,11 @@ Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
 Outer problem (θ): after every T inner steps, θ takes one Adam step along the hypergradient of the
 task objective ``F(ψ*(θ))`` (``outer_loss``: the task's ``soft_f1`` or cross-entropy ``bce``) on a *different* random training
 batch, computed by ``infnet.implicit.hypergrad`` at the current ψ with the inner batch's G.
-``implicit_params=head`` restricts ψ in the implicit system to the output layer (the hidden layers
-are held fixed during the response): an exact hypergradient of that block problem at a fraction of the
-cost; ``all`` uses every parameter of the inference network.
+``implicit_params=head`` (the default) restricts ψ in the implicit system to the output layer (the
+hidden layers are held fixed during the response): the exact hypergradient of that block problem,
+whose Hessian is positive definite (CG converges in a few iterations), at a fraction of the cost;
+``all`` uses every parameter of the inference network, whose Hessian is indefinite on the MLC model
+(CG then stops on negative curvature after 1–2 iterations unless the damping ρ is large).
 ``freeze_energy=true`` is the control: θ stays at its initialisation (no outer steps).
 
 The hypergradient is taken with the inference network in eval mode (no dropout) so that G is a
@@ -34,11 +36,11 @@ class Implicit(EnergyMethod):
         self.inner_count = 0
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
-        m = self.ctx.method
+        m = self.hp
         h = self.feats(x, idx)
         self.infnet.train()
         logits = self.infnet(x)
-        e = self.energy_const(h, self.task.relax(logits, x)).mean()
+        e = self.energy(h, self.task.relax(logits, x)).mean()
         ce = self.task.ce_loss(logits, y)
         step(self.opt_infnet, e + m.lam * ce, m.grad_clip)
         stats = {"loss/inner": (e + m.lam * ce).item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
@@ -54,20 +56,17 @@ class Implicit(EnergyMethod):
         self.opt_energy.zero_grad(set_to_none=True)
         for k, p in self.energy.named_parameters():
             p.grad = grads[k]
-        clip = self.ctx.method.outer_grad_clip
+        clip = self.hp.outer_grad_clip
         norm = torch.nn.utils.clip_grad_norm_(list(self.energy.parameters()), clip or float("inf"))
         self.opt_energy.step()
-        with torch.no_grad():
-            outer = self.task.outer_loss(self.ctx.method.outer_loss, self.infer_with(self.infnet, x_out), y_out).item()
-        self.infnet.train()
-        return {"loss/outer": outer, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
+        return {"loss/outer": info.outer_value, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
 
     def hypergradient(
         self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], HypergradInfo]:
         """dF/dθ at the current ψ: G on the inner batch (x, y (B, *S), energy input h), F on the
         outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
-        m = self.ctx.method
+        m = self.hp
         energy, task = self.energy, self.task
         net: torch.nn.Module = self.infnet
         inputs, inputs_out = x, x_out

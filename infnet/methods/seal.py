@@ -23,7 +23,7 @@ class SEAL(EnergyMethod):
 
     def loss_net_loss(self, h: Any, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Loss-net objective from the energy input h, gold y (B, *S) and task-net output p (B, *S)."""
-        m, task = self.ctx.method, self.task
+        m, task = self.hp, self.task
         if m.loss_net == "margin":
             return margin_rescaled_hinge(self.energy(h, p), self.energy(h, y), squared_l2_cost(p, y))
         samples = task.sample(p, m.n_samples)  # (B, S, *S)
@@ -32,7 +32,7 @@ class SEAL(EnergyMethod):
         return nce_ranking_loss(self.energy(h, y), e_samples, task.log_prob(y, p), task.log_prob(samples, p[:, None]))
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
-        m = self.ctx.method
+        m = self.hp
         h = self.feats(x, idx)
         self.infnet.train()
         with torch.no_grad():
@@ -42,6 +42,6 @@ class SEAL(EnergyMethod):
             step(self.opt_energy, loss_net, m.grad_clip)
         logits = self.infnet(x)
         ce = self.task.ce_loss(logits, y)
-        e_task = self.energy_const(h, self.task.relax(logits, x)).mean()
+        e_task = self.energy(h, self.task.relax(logits, x)).mean()
         step(self.opt_infnet, ce + m.lam * e_task, m.grad_clip)
         return {"loss/loss_net": loss_net.item(), "loss/ce": ce.item(), "energy/task_net": e_task.item()}

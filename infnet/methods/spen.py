@@ -22,7 +22,7 @@ class SPEN(EnergyMethod):
     def infer(self, x: Any, h: Any, y_gold: torch.Tensor | None = None) -> torch.Tensor:
         """GBI on E(h, ·) (minus Δ to ``y_gold`` when given) for input x -> y (B, *S), started
         from the minimiser of the local term (logits z0 = −∇_y E_local, which is linear in y)."""
-        m = self.ctx.method
+        m = self.hp
 
         def objective(y: torch.Tensor) -> torch.Tensor:
             e = self.energy(h, y)
@@ -38,7 +38,7 @@ class SPEN(EnergyMethod):
         y_aug = self.infer(x, h, y)
         e_pred, e_gold = self.energy(h, y_aug), self.energy(h, y)
         hinge = margin_rescaled_hinge(e_pred, e_gold, squared_l2_cost(y_aug, y))
-        step(self.opt_energy, hinge, self.ctx.method.grad_clip)
+        step(self.opt_energy, hinge, self.hp.grad_clip)
         return {"loss/hinge": hinge.item(), "energy/gold": e_gold.mean().item(), "energy/cost_aug": e_pred.mean().item()}
 
     @torch.no_grad()

@@ -32,7 +32,7 @@ class TuGimpel(EnergyMethod):
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         self.cost_aug = copy.deepcopy(self.infnet)
-        self.opt_cost_aug = adam(self.cost_aug, ctx.method.lr, ctx.method.weight_decay)
+        self.opt_cost_aug = adam(self.cost_aug, self.hp.lr, self.hp.weight_decay)
         self.anchor = copy.deepcopy(self.infnet).requires_grad_(False)
         self.retuned = copy.deepcopy(self.infnet)
 
@@ -40,23 +40,23 @@ class TuGimpel(EnergyMethod):
         super().begin_main()
         self.cost_aug.load_state_dict(self.infnet.state_dict())
         self.anchor.load_state_dict(self.infnet.state_dict())
-        self.opt_cost_aug = adam(self.cost_aug, self.ctx.method.lr, self.ctx.method.weight_decay)
+        self.opt_cost_aug = adam(self.cost_aug, self.hp.lr, self.hp.weight_decay)
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
-        m, task = self.ctx.method, self.task
+        m, task = self.hp, self.task
         h = self.feats(x, idx)
         self.cost_aug.train()
         self.infnet.train()
 
         y_aug = task.relax(self.cost_aug(x), x)
-        hinge_aug = margin_rescaled_hinge(self.energy_const(h, y_aug), self.energy_const(h, y), squared_l2_cost(y_aug, y))
+        hinge_aug = margin_rescaled_hinge(self.energy(h, y_aug), self.energy(h, y), squared_l2_cost(y_aug, y))
         loss_aug = -hinge_aug + m.entropy * task.entropy(y_aug)
         loss_aug = loss_aug + m.regu_pretrain * l2_to(list(self.cost_aug.parameters()), list(self.anchor.parameters()))
         step(self.opt_cost_aug, loss_aug, m.grad_clip)
 
         logits = self.infnet(x)
         y_test = task.relax(logits, x)
-        e_test = self.energy_const(h, y_test).mean()
+        e_test = self.energy(h, y_test).mean()
         step(self.opt_infnet, e_test + m.ce_weight * task.ce_loss(logits, y), m.grad_clip)
 
         y_aug, y_test = y_aug.detach(), y_test.detach()
@@ -72,7 +72,7 @@ class TuGimpel(EnergyMethod):
         }
 
     def end_epoch(self) -> dict[str, float]:
-        m = self.ctx.method
+        m = self.hp
         if m.retune_steps <= 0:
             return {}
         net = self.retuned
@@ -83,14 +83,14 @@ class TuGimpel(EnergyMethod):
         for _ in range(m.retune_steps):
             x, _, idx = self.ctx.sample_train_batch()
             y_hat = self.task.relax(net(x), x)
-            loss = self.energy_const(self.feats(x, idx), y_hat).mean() + m.entropy * self.task.entropy(y_hat)
+            loss = self.energy(self.feats(x, idx), y_hat).mean() + m.entropy * self.task.entropy(y_hat)
             step(opt, loss)
             total += loss.item()
         return {"loss/retune": total / m.retune_steps}
 
     @torch.no_grad()
     def predict_main(self, x: Any) -> torch.Tensor:
-        return self.infer_with(self.retuned if self.ctx.method.retune_steps > 0 else self.infnet, x)
+        return self.infer_with(self.retuned if self.hp.retune_steps > 0 else self.infnet, x)
 
     def modules(self) -> dict[str, nn.Module]:
         return {**super().modules(), "cost_aug": self.cost_aug, "anchor": self.anchor, "retuned": self.retuned}
