@@ -35,6 +35,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "method.lr": (_positive, "a positive number"),
     "method.pretrain_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "method.lr_energy": (_non_negative, "a number >= 0"),
+    "method.lr_label": (lambda v: v is None or _non_negative(v), "null or a number >= 0"),
     "method.inner_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "method.solver": (lambda v: v in SOLVERS, f"one of {SOLVERS}"),
     "method.iters": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),

@@ -101,3 +101,13 @@ def test_spen_cost_augmented_inference_increases_the_cost() -> None:
     h = method.feats(x)
     plain, augmented = method.infer(x, h), method.infer(x, h, y)
     assert ((augmented - y) ** 2).sum() > ((plain - y) ** 2).sum()
+
+
+@pytest.mark.parametrize("lr_label", [None, 1e-2])
+def test_energy_optimizer_gives_the_label_term_its_own_learning_rate(lr_label: float | None) -> None:
+    method = _method("implicit", "method.lr_energy=1e-4", f"method.lr_label={'null' if lr_label is None else lr_label}")
+    local = {id(p) for p in method.energy.local.parameters()}
+    rest = {id(p) for p in method.energy.parameters()} - local
+    groups = method.opt_energy.param_groups
+    assert [{id(p) for p in g["params"]} for g in groups] == [local, rest] and rest
+    assert [g["lr"] for g in groups] == [1e-4, 1e-4 if lr_label is None else lr_label]

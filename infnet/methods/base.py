@@ -167,7 +167,7 @@ class EnergyMethod(Method):
         super().__init__(ctx)
         self.features = copy.deepcopy(self.infnet.features)
         self.energy = self.task.build_energy(self.infnet.features.out_dim).to(ctx.device)
-        self.opt_energy = adam(self.energy, self.hp.lr_energy, self.hp.weight_decay_energy)
+        self.opt_energy = self.energy_optimizer()
 
     train_h: torch.Tensor | None = None  # frozen features of every train example, computed lazily
 
@@ -177,7 +177,22 @@ class EnergyMethod(Method):
         self.features.load_state_dict(self.infnet.features.state_dict())
         self.features.eval().requires_grad_(False)
         self.energy.init_local_from(self.infnet.head)
-        self.opt_energy = adam(self.energy, self.hp.lr_energy, self.hp.weight_decay_energy)
+        self.opt_energy = self.energy_optimizer()
+
+    def energy_optimizer(self) -> torch.optim.Adam:
+        """Adam over θ with two learning rates: ``lr_energy`` for the local (unary) term and
+        ``lr_label`` (null: ``lr_energy``) for the rest — the label term (multi-label) or the
+        transitions and high-order term (sequences). The local term starts at the pretrained head
+        and diverges with a large step, while the label term starts at zero and, at ``lr_energy``,
+        cannot grow in the few hundred outer steps a run takes."""
+        local = {id(p) for p in self.energy.local.parameters()}
+        rest = [p for p in self.energy.parameters() if id(p) not in local and p.requires_grad]
+        lr_label = getattr(self.hp, "lr_label", None)
+        lr_label = self.hp.lr_energy if lr_label is None else lr_label
+        groups = [{"params": list(self.energy.local.parameters())}, {"params": rest, "lr": lr_label}]
+        return torch.optim.Adam(
+            [g for g in groups if g["params"]], lr=self.hp.lr_energy, weight_decay=self.hp.weight_decay_energy, fused=True
+        )
 
     def feats(self, x: Any, idx: np.ndarray | None = None) -> Any:
         """What the energy reads of x: the task's ``energy_input`` of frozen features F(x), no gradient.
