@@ -9,7 +9,7 @@ import torch
 from infnet.compose import compose
 from infnet.data import load_mlc
 from infnet.methods import MethodContext, build_method
-from infnet.methods.base import Method
+from infnet.methods.base import Method, clip_grad_norm
 from infnet.tasks import build_task
 
 DATA = load_mlc({"name": "synthetic_mlc", "n_train": 300, "n_dev": 100, "n_test": 100, "cache": False})
@@ -111,3 +111,20 @@ def test_energy_optimizer_gives_the_label_term_its_own_learning_rate(lr_label: f
     groups = method.opt_energy.param_groups
     assert [{id(p) for p in g["params"]} for g in groups] == [local, rest] and rest
     assert [g["lr"] for g in groups] == [1e-4, 1e-4 if lr_label is None else lr_label]
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])  # clipping active / inactive
+def test_clip_grad_norm_matches_torch(max_norm: float) -> None:
+    torch.manual_seed(0)
+    ours, ref = [torch.nn.Parameter(torch.randn(s)) for s in ((3, 4), (5,), ())], None
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours, ref):
+        a.grad = torch.randn_like(a)
+        b.grad = a.grad.clone()
+    ours[1].grad = ref[1].grad = None  # a parameter without a gradient is skipped
+    total = clip_grad_norm(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    assert torch.allclose(total, expected)
+    for a, b in zip(ours, ref):
+        assert (a.grad is None and b.grad is None) or torch.allclose(a.grad, b.grad)
+    assert (total > max_norm) == (max_norm == 0.5)

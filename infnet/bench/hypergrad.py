@@ -6,7 +6,8 @@ Everything is measured side by side in one process and printed as ratios:
 
 1. time and memory of one ``hypergrad`` call (cg / neumann / identity for K = 5, 10, 20) divided by
    one inner step of the ``implicit`` method (forward, backward, Adam step on ψ);
-   "inner steps per HVP" = (hypergradient time − identity time) / HVP calls / inner-step time;
+   "inner steps per HVP" = (hypergradient time − identity time) / HVP calls / inner-step time (the
+   solver's vector arithmetic included), and the time of one Hessian-vector product alone;
 2. memory of ``unrolled`` vs ``cg`` as T grows (implicit must stay flat in T, unrolled grows);
 3. one ``implicit`` training epoch at its default T and K divided by one ``ce`` epoch.
 
@@ -27,6 +28,8 @@ import torch
 
 from infnet.compose import compose
 from infnet.data.types import MLCDataset, MLCSplit, SparseRows
+from infnet.implicit import tree
+from infnet.implicit.hvp import HVP_MODES, HVPOperator
 from infnet.methods import MethodContext, build_method
 from infnet.methods.implicit import Implicit
 from infnet.tasks.multilabel import MultiLabelTask
@@ -146,6 +149,20 @@ def main(argv: list[str]) -> None:
             print(f"| {params} | {solver} | {k or '-'} | {rho:g} | {t / t_inner:.2f} | {mem / max(mem_inner, 1):.2f} | "
                   f"{info.hvp_calls} | {info.iterations} | {per_hvp:.2f} | {info.residual:.1e} |")
     m.implicit_params, m.damping = "all", 1.0
+
+    print("\none Hessian-vector product alone (graph of ∇ψG built once and reused; forward = forward-over-reverse):")
+    print("| ψ in the system | HVP mode | time / inner step |")
+    print("|---|---|---|")
+    for params in ("all", "head"):
+        m.implicit_params = params
+        method.infnet.eval()
+        inner, _, psi, theta = method.bilevel_problem(x, y, h, x_out, y_out)
+        for mode in HVP_MODES:
+            op = HVPOperator(inner, tree.detached(psi, True), tree.detached(theta, True), mode=mode)
+            v = {k: torch.randn_like(p) for k, p in psi.items()}
+            print(f"| {params} | {mode} | {timed(lambda: op.hvp(v), args.reps, device) / t_inner:.2f} |")
+        method.infnet.train()
+    m.implicit_params = "all"
 
     print("\nmemory as T grows (saved-tensor MiB): unrolled differentiates through T steps; cg (K=10) after T inner steps")
     print("| T | unrolled | cg K=10 | unrolled / cg |")

@@ -131,15 +131,16 @@ def neumann(
     b = tree.norm(rhs)
     if b == 0:
         return tree.zeros_like(rhs), SolveInfo(0, 0.0, True, calls, alpha=alpha)
-    term, total, diverged, done = rhs, dict(rhs), False, 0
+    term, total, diverged, done = tree.clone(rhs), tree.clone(rhs), False, 0  # updated in place
     for _ in range(iters):
-        term = tree.axpy(-alpha, matvec(term), term)
+        tree.axpy_(-alpha, matvec(term), term)
         calls += 1
         t = tree.norm(term)
         if not t <= DIVERGE_FACTOR * b:
             diverged = True
             break
-        total, done = tree.axpy(1.0, term, total), done + 1
+        tree.axpy_(1.0, term, total)
+        done += 1
     u = tree.scale(alpha, total)
     residual = relative_residual(matvec, u, rhs)
     info = SolveInfo(done, residual, residual <= tol, calls + 1, alpha=alpha, diverged=diverged)

@@ -18,6 +18,7 @@ deterministic function of ψ; the inner steps themselves use dropout.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,8 @@ import torch
 from torch.func import functional_call
 
 from infnet.implicit import HypergradInfo, hypergrad
-from infnet.methods.base import EnergyMethod, MethodContext, step
+from infnet.implicit.hvp import Loss
+from infnet.methods.base import EnergyMethod, MethodContext, clip_grad_norm, step
 
 
 class Implicit(EnergyMethod):
@@ -56,8 +58,7 @@ class Implicit(EnergyMethod):
         self.opt_energy.zero_grad(set_to_none=True)
         for k, p in self.energy.named_parameters():
             p.grad = grads[k]
-        clip = self.hp.outer_grad_clip
-        norm = torch.nn.utils.clip_grad_norm_(list(self.energy.parameters()), clip or float("inf"))
+        norm = clip_grad_norm(list(self.energy.parameters()), self.hp.outer_grad_clip or math.inf)
         self.opt_energy.step()
         return {"loss/outer": info.outer_value, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
 
@@ -67,13 +68,28 @@ class Implicit(EnergyMethod):
         """dF/dθ at the current ψ: G on the inner batch (x, y (B, *S), energy input h), F on the
         outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
         m = self.hp
-        energy, task = self.energy, self.task
+        self.infnet.eval()
+        try:
+            return hypergrad(
+                *self.bilevel_problem(x, y, h, x_out, y_out),
+                solver=m.solver, iters=m.iters, damping=m.damping, tol=m.tol, alpha=m.alpha, fallback=m.fallback,
+            )
+        finally:
+            self.infnet.train()
+
+    def bilevel_problem(
+        self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor
+    ) -> tuple[Loss, Loss, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(G, F, ψ, θ)`` as ``hypergrad`` takes them, at the current parameters: G on the inner batch
+        (x, y (B, *S), energy input h), F on the outer batch. ψ is every inference-network parameter, or
+        with ``implicit_params=head`` the output layer's (then the hidden features of x and x_out are
+        computed once here). Call it with the inference network in the mode G should see (eval)."""
+        m, energy, task = self.hp, self.energy, self.task
         net: torch.nn.Module = self.infnet
         inputs, inputs_out = x, x_out
         if m.implicit_params == "head":  # ψ restricted to the output layer; hidden layers held fixed
             net = self.infnet.head
             with torch.no_grad():
-                self.infnet.eval()
                 inputs, inputs_out = self.infnet.features(x), self.infnet.features(x_out)
 
         def inner_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -85,11 +101,4 @@ class Implicit(EnergyMethod):
 
         psi = {k: p.detach() for k, p in net.named_parameters()}
         theta = {k: p.detach() for k, p in energy.named_parameters()}
-        self.infnet.eval()
-        try:
-            return hypergrad(
-                inner_loss, outer_loss, psi, theta,
-                solver=m.solver, iters=m.iters, damping=m.damping, tol=m.tol, alpha=m.alpha, fallback=m.fallback,
-            )
-        finally:
-            self.infnet.train()
+        return inner_loss, outer_loss, psi, theta
