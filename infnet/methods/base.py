@@ -46,6 +46,16 @@ def adam(module: nn.Module | list[nn.Parameter], lr: float, weight_decay: float 
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay, fused=True)
 
 
+def replica(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` with its RNN weights re-packed into cuDNN's single buffer (a plain
+    deepcopy leaves them in separate tensors, which cuDNN then re-packs at every call; no-op on CPU)."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        if isinstance(m, nn.RNNBase):
+            m.flatten_parameters()
+    return clone
+
+
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None = None) -> None:
     """Zero grads, backpropagate ``loss`` (scalar) into the optimizer's parameters only, clip their
     grad norm if asked, and step.
@@ -179,7 +189,7 @@ class EnergyMethod(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        self.features = copy.deepcopy(self.infnet.features)
+        self.features = replica(self.infnet.features)
         self.energy = self.task.build_energy(self.infnet.features.out_dim).to(ctx.device)
         self.opt_energy = self.energy_optimizer()
 

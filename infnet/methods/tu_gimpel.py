@@ -15,7 +15,6 @@ energy alone (``E + entropy``) over training inputs, with θ fixed; that copy ma
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from infnet.losses import l2_to, margin_rescaled_hinge, squared_l2_cost
-from infnet.methods.base import EnergyMethod, MethodContext, adam, step
+from infnet.methods.base import EnergyMethod, MethodContext, adam, replica, step
 
 
 class TuGimpel(EnergyMethod):
@@ -31,10 +30,10 @@ class TuGimpel(EnergyMethod):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        self.cost_aug = copy.deepcopy(self.infnet)
+        self.cost_aug = replica(self.infnet)
         self.opt_cost_aug = adam(self.cost_aug, self.hp.lr, self.hp.weight_decay)
-        self.anchor = copy.deepcopy(self.infnet).requires_grad_(False)
-        self.retuned = copy.deepcopy(self.infnet)
+        self.anchor = replica(self.infnet).requires_grad_(False)
+        self.retuned = replica(self.infnet)
 
     def begin_main(self) -> None:
         super().begin_main()
