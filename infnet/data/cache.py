@@ -54,10 +54,11 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(os.environ.get("INFNET_CACHE") or Path.home() / ".cache" / "infnet").expanduser()
 
 
-def dataset_cache_path(cache_dir: Path, name: str, key: str) -> Path:
-    """Where the dataset ``name`` with cache ``key`` (hex) is stored under ``cache_dir``."""
+def dataset_cache_path(cache_dir: Path, name: str, key: str, kind: str = "mlc") -> Path:
+    """Where the dataset ``name`` of ``kind`` (``mlc`` | ``seq``) with cache ``key`` (hex) is stored under
+    ``cache_dir``."""
     safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return cache_dir / "mlc" / f"{safe_name}-{key[:24]}.parquet"
+    return cache_dir / kind / f"{safe_name}-{key[:24]}.parquet"
 
 
 def cached_table(path: Path, key: str, build: Callable[[], T], to_table: Callable[[T, str], pa.Table],

@@ -40,7 +40,7 @@ _BYTE = np.dtype("u1")
 
 def seq_cache_path(cache_dir: Path, name: str, key: str) -> Path:
     """Where the tagging dataset ``name`` with cache ``key`` (hex) is stored under ``cache_dir``."""
-    return cache_dir / "seq" / dataset_cache_path(cache_dir, name, key).name
+    return dataset_cache_path(cache_dir, name, key, "seq")
 
 
 def cached_seq_dataset(path: Path, key: str, build: Callable[[], SeqDataset]) -> SeqDataset:
