@@ -153,15 +153,15 @@ def main(argv: list[str]) -> None:
     print("\none Hessian-vector product alone (graph of ∇ψG built once and reused; forward = forward-over-reverse):")
     print("| ψ in the system | HVP mode | time / inner step |")
     print("|---|---|---|")
+    method.infnet.eval()
     for params in ("all", "head"):
         m.implicit_params = params
-        method.infnet.eval()
         inner, _, psi, theta = method.bilevel_problem(x, y, h, x_out, y_out)
         for mode in HVP_MODES:
             op = HVPOperator(inner, tree.detached(psi, True), tree.detached(theta, True), mode=mode)
             v = {k: torch.randn_like(p) for k, p in psi.items()}
             print(f"| {params} | {mode} | {timed(lambda: op.hvp(v), args.reps, device) / t_inner:.2f} |")
-        method.infnet.train()
+    method.infnet.train()
     m.implicit_params = "all"
 
     print("\nmemory as T grows (saved-tensor MiB): unrolled differentiates through T steps; cg (K=10) after T inner steps")

@@ -117,6 +117,9 @@ class _Implicit:
         return {k: (self._direct[k] - m).detach() for k, m in mixed.items()}
 
 
+# cuDNN's RNN kernels have no double backward (and no backward in eval mode): on CUDA the losses are
+# differentiated through PyTorch's own, twice-differentiable kernels instead.
+@torch.backends.cudnn.flags(enabled=False)
 def hypergrad(
     inner_loss: Loss,
     outer_loss: Loss,
@@ -153,19 +156,6 @@ def hypergrad(
         (detached tensors); ``info`` is a :class:`HypergradInfo`.
     """
     _validate(inner_params, outer_params, solver, iters, damping, tol, alpha, fallback, hvp_mode)
-    # cuDNN's RNN kernels have no double backward (and no backward in eval mode): on CUDA the losses
-    # are differentiated through PyTorch's own, twice-differentiable kernels instead.
-    with torch.backends.cudnn.flags(enabled=False):
-        return _hypergrad(inner_loss, outer_loss, inner_params, outer_params, solver, iters, damping, tol, alpha,
-                          fallback, hvp_mode, diagnose)
-
-
-def _hypergrad(
-    inner_loss: Loss, outer_loss: Loss, inner_params: Mapping[str, Tensor], outer_params: Mapping[str, Tensor],
-    solver: str, iters: int, damping: float, tol: float, alpha: float | None, fallback: str, hvp_mode: str,
-    diagnose: bool,
-) -> tuple[Tree, HypergradInfo]:
-    """:func:`hypergrad` after validation (same arguments)."""
     psi, theta = tree.detached(inner_params, True), tree.detached(outer_params, True)
     parts = None
     if solver == "unrolled":

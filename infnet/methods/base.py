@@ -209,11 +209,11 @@ class EnergyMethod(Method):
         transitions and high-order term (sequences). The local term starts at the pretrained head
         and diverges with a large step, while the label term starts at zero and, at ``lr_energy``,
         cannot grow in the few hundred outer steps a run takes."""
-        local = {id(p) for p in self.energy.local.parameters()}
-        rest = [p for p in self.energy.parameters() if id(p) not in local and p.requires_grad]
+        local = list(self.energy.local.parameters())
+        rest = [p for p in self.energy.parameters() if p.requires_grad and all(p is not q for q in local)]
         lr_label = getattr(self.hp, "lr_label", None)
         lr_label = self.hp.lr_energy if lr_label is None else lr_label
-        groups = [{"params": list(self.energy.local.parameters())}, {"params": rest, "lr": lr_label}]
+        groups = [{"params": local}, {"params": rest, "lr": lr_label}]
         return torch.optim.Adam(
             [g for g in groups if g["params"]], lr=self.hp.lr_energy, weight_decay=self.hp.weight_decay_energy, fused=True
         )

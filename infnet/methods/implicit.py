@@ -44,8 +44,9 @@ class Implicit(EnergyMethod):
         logits = self.infnet(x)
         e = self.energy(h, self.task.relax(logits, x)).mean()
         ce = self.task.ce_loss(logits, y)
-        step(self.opt_infnet, e + m.lam * ce, m.grad_clip)
-        stats = {"loss/inner": (e + m.lam * ce).item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
+        inner = e + m.lam * ce
+        step(self.opt_infnet, inner, m.grad_clip)
+        stats = {"loss/inner": inner.item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
         self.inner_count += 1
         if not m.freeze_energy and self.inner_count % m.inner_steps == 0:
             stats.update(self.outer_step(x, y, h))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infnet.report.compare import MethodResult, Stat
+from infnet.report.compare import MethodResult
 
 #: Solver diagnostics summarised per trial: (metric, column title, how the epochs are summarised).
 SOLVER_SUMMARY = (
@@ -48,10 +48,6 @@ def fmt(value: Any) -> str:
 
 def f1(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
-
-
-def fmt_stat(stat: Stat | None) -> str:
-    return "–" if stat is None else str(stat)
 
 
 def short(name: str) -> str:
@@ -112,8 +108,8 @@ def solver_verdict(history: Any) -> str:
 def comparison_table(results: Sequence[MethodResult], reference: str) -> Table:
     """The method comparison (see :mod:`infnet.report.compare`); the reference method's rows marked."""
     columns = ["data", "method", "seeds", "trials", "dev F1", "test F1", "test F1 @0.5", f"gain of {reference} (Δ test F1)", "best config"]
-    rows = [[r.data, r.method, ", ".join(fmt(s) for s in sorted(r.selected, key=str)), str(r.trials), fmt_stat(r.stat("dev_f1")), fmt_stat(r.stat("test_f1")),
-             fmt_stat(r.stat("test_f1_at_0.5")), str(r.gain) if r.gain else "–",
+    rows = [[r.data, r.method, ", ".join(fmt(s) for s in sorted(r.selected, key=str)), str(r.trials), fmt(r.stat("dev_f1")), fmt(r.stat("test_f1")),
+             fmt(r.stat("test_f1_at_0.5")), str(r.gain) if r.gain else "–",
              " ".join(f"{short(k)}={fmt(v)}" for k, v in r.best_config.items())] for r in results]
     return Table(columns, rows, {i for i, r in enumerate(results) if r.method == reference})
 
