@@ -7,6 +7,7 @@ import torch
 
 from infnet.data.seq_types import PAD_ID, UNK_ID, SeqBatch, SeqFeatures
 from infnet.nets import CharEncoder, SeqEnergy, SeqFeatureNet, SeqInferenceNet, masked_softmax, one_hot_tags
+from infnet.nets.sequence import unk_probabilities
 
 N_WORDS, N_CHARS, K, H = 50, 20, 4, 6
 LENGTHS = [5, 3, 1, 4]
@@ -107,6 +108,29 @@ def test_word_dropout_replaces_words_by_unk_in_training_only() -> None:
     net.train()  # dropout=0: training mode differs from eval only by word dropout
     assert torch.allclose(net(batch), eval_unk, atol=1e-14)
     assert torch.allclose(_feature_net(word_dropout=0.0).train()(batch), eval_h, atol=1e-14)
+
+
+def test_rare_words_are_replaced_by_unk_by_their_train_count() -> None:
+    """α/(α + count): a word never seen in train is always replaced, one seen 10¹² times never."""
+    counts = torch.where(torch.arange(N_WORDS) % 2 == 0, 0, 10**12)
+    net = _feature_net(word_counts=counts, rare_unk=1.0)
+    batch = _batch(LENGTHS, 5, 4)
+    even = (batch.words % 2 == 0) & batch.mask
+    assert even.any() and (~even & batch.mask).any()
+    rare_unk = net(SeqBatch(batch.words.masked_fill(even, UNK_ID), batch.chars, batch.mask))
+    assert not torch.allclose(net(batch), rare_unk)
+    assert torch.allclose(net.train()(batch), rare_unk, atol=1e-14)
+
+
+def test_unk_probabilities() -> None:
+    counts = torch.tensor([0, 1, 3, 9])
+    expected = 1 - 0.9 * counts / (counts + 1.0)
+    assert torch.allclose(unk_probabilities(4, 0.1, counts, 1.0), expected.float())
+    assert torch.allclose(unk_probabilities(4, 0.1, counts, 0.0), torch.full((4,), 0.1))
+    assert torch.allclose(unk_probabilities(4, 0.1, None, 1.0), torch.full((4,), 0.1))
+    for bad in ((4, 1.5, None, 0.0), (4, 0.1, counts, -1.0), (5, 0.1, counts, 1.0)):
+        with pytest.raises(ValueError):
+            unk_probabilities(*bad)
 
 
 def test_pretrained_embeddings() -> None:

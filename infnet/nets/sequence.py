@@ -31,6 +31,20 @@ def one_hot_tags(tags: torch.Tensor, mask: torch.Tensor, n_labels: int, dtype: t
     return torch.where(mask.unsqueeze(-1), fn.one_hot(tags.masked_fill(~mask, 0), n_labels).to(dtype), 0.0)
 
 
+def unk_probabilities(n_words: int, word_dropout: float, counts: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """Train-time probability (n_words,) of replacing each word id by UNK_ID: 1 − (1 − word_dropout)·c/(c + α)
+    for train count c (just ``word_dropout`` when α = 0 or no counts are given)."""
+    if not 0.0 <= word_dropout <= 1.0 or alpha < 0:
+        raise ValueError(f"need 0 <= word_dropout <= 1 and rare_unk >= 0, got {word_dropout}, {alpha}")
+    keep = torch.ones(n_words, dtype=torch.float64)
+    if counts is not None and alpha > 0:
+        if counts.shape != (n_words,):
+            raise ValueError(f"word_counts {tuple(counts.shape)} != ({n_words},)")
+        counts = counts.to(torch.float64)
+        keep = counts / (counts + alpha)
+    return (1.0 - (1.0 - word_dropout) * keep).float()
+
+
 class CharEncoder(nn.Module):
     """chars (N, C) int64 -> (N, char_hidden): char embeddings, a width-``window`` convolution
     (zero-padded, so a character's window sees zeros past the word's ends whatever C is) and a
@@ -55,9 +69,11 @@ class SeqFeatureNet(nn.Module):
     ``[word embedding; char CNN]``, zero at padding. ``out_dim`` is the feature width.
 
     ``pretrained`` (n_words, word_dim) initialises the (trainable) word embeddings. ``dropout`` is
-    applied to the BiLSTM input and output (and between layers). ``word_dropout`` replaces each real
-    word id by UNK_ID with that probability in training mode, so the UNK embedding is trained on
-    contexts (unknown-word training).
+    applied to the BiLSTM input and output (and between layers). In training mode each real word id is
+    replaced by UNK_ID (unknown-word training: the UNK embedding learns from contexts, and rare words
+    stop being memorised): with probability ``word_dropout`` for every word, and, given the words' train
+    counts ``word_counts`` (n_words,) and ``rare_unk`` α > 0, also with probability α / (α + count)
+    (Kiperwasser & Goldberg 2016; α = 1 replaces train singletons half the time, as Lample et al. 2016).
     """
 
     def __init__(
@@ -72,6 +88,8 @@ class SeqFeatureNet(nn.Module):
         dropout: float = 0.5,
         word_dropout: float = 0.0,
         pretrained: torch.Tensor | None = None,
+        word_counts: torch.Tensor | None = None,
+        rare_unk: float = 0.0,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(n_words, word_dim, padding_idx=PAD_ID)
@@ -90,14 +108,15 @@ class SeqFeatureNet(nn.Module):
             dropout=dropout if lstm_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
-        self.word_dropout = word_dropout
+        self.register_buffer("unk_prob", unk_probabilities(n_words, word_dropout, word_counts, rare_unk), persistent=False)
+        self.unk_training = bool(self.unk_prob.any())
         self.out_dim = 2 * lstm_hidden
 
     def forward(self, batch: SeqBatch) -> torch.Tensor:
         """batch: words (B, T), chars (B, T, C), mask (B, T) (left-aligned, ≥ 1 token per row) -> h (B, T, H)."""
         words, mask = batch.words, batch.mask
-        if self.training and self.word_dropout > 0:
-            drop = torch.rand(words.shape, device=words.device) < self.word_dropout
+        if self.training and self.unk_training:
+            drop = torch.rand(words.shape, device=words.device) < self.unk_prob[words]
             words = words.masked_fill(drop & mask, UNK_ID)
         char_enc = self.embed.weight.new_zeros(*mask.shape, self.chars.out_dim)
         char_enc[mask] = self.chars(batch.chars[mask])  # encode real tokens only

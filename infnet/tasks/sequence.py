@@ -32,7 +32,7 @@ class SequenceTask(Task):
         s, d = self.model.seq, self.data
         features = SeqFeatureNet(
             d.n_words, d.n_chars, s.word_dim, s.char_dim, s.char_hidden, s.lstm_hidden, s.lstm_layers, s.dropout,
-            s.word_dropout, pretrained=d.embeddings,
+            s.word_dropout, pretrained=d.embeddings, word_counts=torch.from_numpy(d.words.counts), rare_unk=s.rare_unk,
         )
         return SeqInferenceNet(features, d.n_labels)
 
