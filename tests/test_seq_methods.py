@@ -87,6 +87,14 @@ def test_crf_on_multilabel_data_is_a_clear_error() -> None:
         run_training(compose(["method=crf", "data.n_train=50", "data.n_dev=20", "data.n_test=20"]), verbose=False)
 
 
+@pytest.mark.parametrize("override", ["model.seq.rare_unk=-1", "model.seq.word_dropout=1.5"])
+def test_bad_unknown_word_settings_are_config_errors(override: str) -> None:
+    from infnet.config import validate
+
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        validate(compose(["data=synthetic_seq", override]))
+
+
 @pytest.mark.parametrize("high_order", ["conv", "lstm"])
 def test_energy_mixed_second_derivatives_match_finite_differences(high_order: str) -> None:
     """∂/∂θ ∇_y E_θ(x, y): the implicit method's mixed Hessian blocks, in float64 against central
