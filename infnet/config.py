@@ -55,7 +55,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.seq.lstm_hidden": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "model.seq.lstm_layers": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "model.seq.dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
-    "model.seq.word_dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "a number in [0, 1]"),
+    "model.seq.word_dropout": (lambda v: _non_negative(v) and v <= 1, "a number in [0, 1]"),
     "model.seq.rare_unk": (_non_negative, "a number >= 0"),
     "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "trainer.batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
