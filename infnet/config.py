@@ -43,6 +43,12 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "method.fallback": (lambda v: v in ("identity", "zero", "raise"), "identity | zero | raise"),
     "method.implicit_params": (lambda v: v in ("all", "head"), "all | head"),
     "method.outer_loss": (lambda v: v in ("soft_f1", "bce"), "soft_f1 | bce"),
+    "method.outer_data": (lambda v: v in ("train", "heldout"), "train | heldout"),
+    "method.outer_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "method.energy_noise": (_non_negative, "a number >= 0"),
+    "data.outer_fraction": (lambda v: _non_negative(v) and v < 1, "a fraction in [0, 1)"),
+    "model.energy.pairwise": (lambda v: isinstance(v, bool), "true | false"),
+    "model.energy.oracle": (_non_negative, "a number >= 0"),
     "method.loss_net": (lambda v: v in ("nce", "margin"), "nce | margin"),
     "method.inference_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "model.dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
@@ -83,6 +89,10 @@ def validate(cfg: DictConfig) -> None:
     if cfg.method.name == "crf" and cfg.data.get("task", "mlc") not in ("ner", "pos"):
         raise ConfigError(f"method=crf is a sequence-labelling baseline; data={cfg.data.name} is not sequence data "
                           "(use data=synthetic_seq|conll2003|wnut17|ud_ewt)")
+    if cfg.method.get("outer_data", "train") == "heldout" and not cfg.data.get("outer_fraction"):
+        raise ConfigError("method.outer_data=heldout needs a held-out split: set data.outer_fraction (e.g. 0.15)")
+    if cfg.method.get("energy_noise") and cfg.data.get("task", "mlc") != "mlc":
+        raise ConfigError(f"method.energy_noise perturbs dense multi-label inputs; data={cfg.data.name} is sequence data")
     if cfg.method.get("pretrain_epochs", 0) >= cfg.trainer.max_epochs:
         raise ConfigError(
             f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no main-phase epoch after "

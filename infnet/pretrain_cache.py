@@ -39,6 +39,8 @@ def pretrain_key(cfg: DictConfig, data: Any) -> str:
         "trainer": [cfg.trainer.batch_size, cfg.trainer.seed, str(cfg.trainer.device)],
         "torch": torch.__version__,
     }
+    if cfg.data.get("outer_fraction"):  # the held-out rows depend on it (and on the seed, hashed above)
+        parts["outer_fraction"] = float(cfg.data.outer_fraction)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infnet.config import validate
+from infnet.data.outer import hold_out
 from infnet.loop import LoopState, fit, predict_test, score_test
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
@@ -47,9 +48,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_sampler(split: Any, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
-    """A sampler of random batches of ``split`` (x, y (B, *S), indices (B,)) with its own seeded generator."""
-    rng = np.random.default_rng([seed, 7919])
+def make_sampler(split: Any, batch_size: int, seed: int, device: torch.device, stream: int = 7919) -> BatchSampler:
+    """A sampler of random batches of ``split`` (x, y (B, *S), indices (B,)) with its own generator,
+    seeded by ``seed`` and ``stream`` (different streams give independent samplers)."""
+    rng = np.random.default_rng([seed, stream])
 
     def sample() -> tuple[Any, torch.Tensor, np.ndarray]:
         idx = rng.choice(len(split), size=min(batch_size, len(split)), replace=False)
@@ -92,9 +94,14 @@ def run_training(
         from infnet.data import load_data
 
         data = load_data(cfg.data)
+    outer_fraction = float(cfg.data.get("outer_fraction") or 0.0)
+    data, outer = hold_out(data, outer_fraction, t.seed)
     task = build_task(data, cfg.model)
     sampler = make_sampler(data.train, t.batch_size, t.seed, device)
-    method = build_method(MethodContext(task, cfg.model, cfg.method, device, sampler, data.train))
+    outer_sampler = None
+    if cfg.method.get("outer_data", "train") == "heldout":
+        outer_sampler = make_sampler(outer, t.batch_size, t.seed, device, stream=7927)
+    method = build_method(MethodContext(task, cfg.model, cfg.method, device, sampler, data.train, outer_sampler))
     torch.manual_seed(t.seed)  # the same random stream from here on, whichever modules the method built
 
     def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
@@ -118,6 +125,9 @@ def run_training(
         "epochs": state.epoch,
         "train_seconds": state.train_seconds,
         "device": str(device),
+        "n_train": len(data.train),
+        "outer_fraction": outer_fraction,
+        "n_outer": 0 if outer is None else len(outer),
     }
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     result.update({k.replace("/", "_"): v for k, v in best.items() if k.startswith("energy/")})

@@ -108,10 +108,11 @@ def load_data(cfg: Mapping[str, Any] | None = None) -> MLCDataset | SeqDataset:
     """Load a multi-label (:func:`load_mlc`) or tagging (:func:`load_seq`) dataset described by ``cfg``.
 
     ``cfg.task`` picks the loader: "mlc" (the key is dropped before :func:`load_mlc` sees the rest),
-    "ner" or "pos".  Without it, a tagging kind (``synthetic_seq``, ``conll``, ``conllu``) or name
+    "ner" or "pos"; ``cfg.outer_fraction`` is ignored here (see :mod:`infnet.data.outer`).  Without it, a tagging kind (``synthetic_seq``, ``conll``, ``conllu``) or name
     (``synthetic_seq`` or a tagging preset) means tagging and anything else multi-label.
     """
     given = {key: cfg[key] for key in cfg} if cfg else {}
+    given.pop("outer_fraction", None)  # applied by the training run (infnet.data.outer), not by the loader
     task = given.pop("task", None)
     if task is None:
         tagging = given.get("kind") in SEQ_KINDS or given.get("name") in (SYNTHETIC_SEQ_NAME, *SEQ_PRESETS)

@@ -64,6 +64,38 @@ def valid_label_sets(n_labels: int) -> np.ndarray:
     return np.stack(rows)
 
 
+def label_set_prior(n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's exact prior over label sets: every valid set (V, n_labels) uint8 (as
+    :func:`valid_label_sets`) and its log-probability (V,) float64 under :func:`_sample_labels`
+    (the probabilities sum to 1). A two-group set {(a, c_a), (b, c_b)} arises with either group first."""
+    n_groups = _n_groups(n_labels)
+    sets = valid_label_sets(n_labels)
+    parents = sets[:, ::GROUP_SIZE].astype(bool)
+    first = 1.0 / (n_groups * (GROUP_SIZE - 1))  # P(first group, first child)
+
+    def p_second(a: int, b: int) -> float:  # P(second group b | first group a), b != a
+        partner_valid = (a ^ 1) < n_groups
+        return PARTNER_PROB * float(b == (a ^ 1) and partner_valid) + (
+            1 - PARTNER_PROB * partner_valid
+        ) / (n_groups - 1)
+
+    def p_child(c: int, d: int) -> float:  # P(second child d | first child c)
+        return SAME_CHILD_PROB * float(c == d) + (1 - SAME_CHILD_PROB) / (GROUP_SIZE - 1)
+
+    probs = np.empty(len(sets))
+    for v, (row, active) in enumerate(zip(sets, parents)):
+        groups = np.flatnonzero(active)
+        child = {g: int(np.flatnonzero(row[GROUP_SIZE * g + 1 : GROUP_SIZE * (g + 1)])[0]) + 1 for g in groups}
+        if len(groups) == 1:
+            probs[v] = first * (1 - TWO_GROUP_PROB)
+        else:
+            a, b = groups
+            probs[v] = first * TWO_GROUP_PROB * (
+                p_second(a, b) * p_child(child[a], child[b]) + p_second(b, a) * p_child(child[b], child[a])
+            )
+    return sets, np.log(probs)
+
+
 def make_synthetic_mlc(
     n_train: int = 200,
     n_dev: int = 500,

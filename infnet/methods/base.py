@@ -29,8 +29,9 @@ BatchSampler = Callable[[], tuple[Any, torch.Tensor, np.ndarray]]
 @dataclass(frozen=True)
 class MethodContext:
     """What a method is built from: the task (networks, losses, metrics of the output structure),
-    configs, device, a sampler of random train batches (x, y (B, *S), train indices (B,)), and the
-    train split (for caching frozen features)."""
+    configs, device, a sampler of random train batches (x, y (B, *S), train indices (B,)), the
+    train split (for caching frozen features) and a sampler of outer batches from the held-out split
+    (``data.outer_fraction``; None: outer batches come from train)."""
 
     task: Task
     model: DictConfig
@@ -38,6 +39,7 @@ class MethodContext:
     device: torch.device
     sample_train_batch: BatchSampler
     train: Any | None = None
+    sample_outer_batch: BatchSampler | None = None
 
 
 def adam(module: nn.Module | list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -191,6 +193,7 @@ class EnergyMethod(Method):
         super().__init__(ctx)
         self.features = replica(self.infnet.features)
         self.energy = self.task.build_energy(self.infnet.features.out_dim).to(ctx.device)
+        self.energy_start = replica(self.energy).requires_grad_(False)  # θ₀: where the main phase began
         self.opt_energy = self.energy_optimizer()
 
     train_h: torch.Tensor | None = None  # frozen features of every train example, computed lazily
@@ -201,7 +204,29 @@ class EnergyMethod(Method):
         self.features.load_state_dict(self.infnet.features.state_dict())
         self.features.eval().requires_grad_(False)
         self.energy.init_local_from(self.infnet.head)
+        self.energy_start.load_state_dict(self.energy.state_dict())
         self.opt_energy = self.energy_optimizer()
+
+    def label_parameter_names(self) -> set[str]:
+        """Names of θ's parameters outside the local term (label / transition / high-order terms)."""
+        local = {id(p) for p in self.energy.local.parameters()}
+        return {k for k, p in self.energy.named_parameters() if id(p) not in local}
+
+    def theta_change(self) -> dict[str, float]:
+        """How far θ moved in the main phase: ‖θ − θ₀‖ / ‖θ₀‖ over the local term and over the rest
+        (``‖θ − θ₀‖`` itself where ‖θ₀‖ = 0); 0 while θ has not been updated (the frozen control)."""
+        start = dict(self.energy_start.named_parameters())
+        label = self.label_parameter_names()
+        out = {}
+        for part, names in (("local", lambda k: k not in label), ("label", lambda k: k in label)):
+            pairs = [(p, start[k]) for k, p in self.energy.named_parameters() if names(k)]
+            if not pairs:
+                out[f"energy/rel_change_{part}"] = 0.0
+                continue
+            delta = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p - q) for p, q in pairs]))
+            base = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(q) for _, q in pairs]))
+            out[f"energy/rel_change_{part}"] = float(delta / base if base > 0 else delta)
+        return out
 
     def energy_optimizer(self) -> torch.optim.Adam:
         """Adam over θ with two learning rates: ``lr_energy`` for the local (unary) term and
@@ -234,13 +259,14 @@ class EnergyMethod(Method):
         return self.task.energy_input(self.train_h[torch.as_tensor(idx, device=self.train_h.device)], x)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {**super().modules(), "features": self.features, "energy": self.energy}
+        return {**super().modules(), "features": self.features, "energy": self.energy, "energy_start": self.energy_start}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {**super().optimizers(), "opt_energy": self.opt_energy}
 
     def diagnostics(self, x: Any, y: torch.Tensor) -> dict[str, float]:
-        """Label-term vs local-term y-gradient norm ratio and mean E(gold) − E(prediction)."""
+        """Label-term vs local-term y-gradient norm ratio, mean E(gold) − E(prediction), and how far θ
+        moved (:meth:`theta_change`)."""
         h = self.feats(x)
         y_hat = self.predict(x).requires_grad_(True)
         with torch.enable_grad():
@@ -252,4 +278,5 @@ class EnergyMethod(Method):
         return {
             "energy/grad_ratio_global_local": float(g_global.norm() / g_local.norm().clamp_min(1e-12)),
             "energy/gold_minus_pred": gap.item(),
+            **self.theta_change(),
         }

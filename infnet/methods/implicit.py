@@ -1,16 +1,24 @@
 """``implicit`` (ours): the energy E_θ is a trainable loss, learned by implicit differentiation.
 
 Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
-``G(ψ, θ) = mean E_θ(x, A_ψ(x)) + lam · CE(A_ψ(x), y)`` over training batches.
-Outer problem (θ): after every T inner steps, θ takes one Adam step along the hypergradient of the
-task objective ``F(ψ*(θ))`` (``outer_loss``: the task's ``soft_f1`` or cross-entropy ``bce``) on a *different* random training
-batch, computed by ``infnet.implicit.hypergrad`` at the current ψ with the inner batch's G.
+``G(ψ, θ) = mean E_θ(x̃, A_ψ(x̃)) + lam · CE(A_ψ(x), y)`` over training batches, where x̃ = x, or with
+``energy_noise = σ > 0`` (multi-label data) the batch's inputs perturbed by N(0, σ²) noise: the energy
+is then minimised around the training points, where A_ψ and the local term are uncertain as on unseen
+inputs, instead of only on points the CE term already fits (where a structure term has nothing to fix).
+Outer problem (θ): after every T inner steps, θ takes ``outer_steps`` Adam steps along the hypergradient
+of the task objective ``F(ψ*(θ))`` (``outer_loss``: the task's ``soft_f1`` or cross-entropy ``bce``) on a
+batch of *outer data*: a different random training batch (``outer_data=train``) or a batch of the
+held-out split that ψ never trains on (``outer_data=heldout``, with ``data.outer_fraction``), computed by
+``infnet.implicit.hypergrad`` at the current ψ with the inner batch's G.
 ``implicit_params=head`` (the default) restricts ψ in the implicit system to the output layer (the
 hidden layers are held fixed during the response): the exact hypergradient of that block problem,
 whose Hessian is positive definite (CG converges in a few iterations), at a fraction of the cost;
-``all`` uses every parameter of the inference network, whose Hessian is indefinite on the MLC model
-(CG then stops on negative curvature after 1–2 iterations unless the damping ρ is large).
+``all`` uses every parameter of the inference network.
 ``freeze_energy=true`` is the control: θ stays at its initialisation (no outer steps).
+
+Descent check, per epoch: the outer loss F on each outer batch when its θ step is taken, and again on
+the same batch after the next T inner steps (ψ has responded to the new θ): ``outer/loss_before``,
+``outer/loss_after`` and the fraction of outer steps after which F went down.
 
 The hypergradient is taken with the inference network in eval mode (no dropout) so that G is a
 deterministic function of ψ; the inner steps themselves use dropout.
@@ -36,66 +44,126 @@ class Implicit(EnergyMethod):
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         self.inner_count = 0
+        self.sample_outer = ctx.sample_outer_batch or ctx.sample_train_batch
+        self.pending: tuple[Any, torch.Tensor, float] | None = None  # last outer batch and its F before the θ step
+        self.trace = {"steps": 0, "pairs": 0, "before": 0.0, "after": 0.0, "descents": 0}
+
+    def energy_batch(self, x: Any, h: Any) -> tuple[Any, Any]:
+        """Inputs x̃ and energy input h̃ at which the inner loss evaluates the energy: (x, h) itself,
+        or with ``energy_noise`` σ > 0, x (B, D) + σ·N(0, I) and its frozen features."""
+        sigma = float(getattr(self.hp, "energy_noise", 0.0) or 0.0)
+        if not sigma:
+            return x, h
+        x_e = x + sigma * torch.randn_like(x)
+        return x_e, self.feats(x_e)
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         m = self.hp
         h = self.feats(x, idx)
+        x_e, h_e = self.energy_batch(x, h)
         self.infnet.train()
         logits = self.infnet(x)
-        e = self.energy(h, self.task.relax(logits, x)).mean()
+        logits_e = logits if x_e is x else self.infnet(x_e)
+        e = self.energy(h_e, self.task.relax(logits_e, x_e)).mean()
         ce = self.task.ce_loss(logits, y)
         inner = e + m.lam * ce
         step(self.opt_infnet, inner, m.grad_clip)
         stats = {"loss/inner": inner.item(), "loss/ce": ce.item(), "energy/inference_net": e.item()}
         self.inner_count += 1
         if not m.freeze_energy and self.inner_count % m.inner_steps == 0:
-            stats.update(self.outer_step(x, y, h))
+            stats.update(self.outer_step(x, y, h, x_e, h_e))
         return stats
 
-    def outer_step(self, x: Any, y: torch.Tensor, h: Any) -> dict[str, float]:
-        """One θ update from the implicit hypergradient; returns loss and solver diagnostics."""
-        x_out, y_out, _ = self.ctx.sample_train_batch()
-        grads, info = self.hypergradient(x, y, h, x_out, y_out)
-        self.opt_energy.zero_grad(set_to_none=True)
-        for k, p in self.energy.named_parameters():
-            p.grad = grads[k]
-        norm = clip_grad_norm(list(self.energy.parameters()), self.hp.outer_grad_clip or math.inf)
-        self.opt_energy.step()
-        return {"loss/outer": info.outer_value, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
+    def outer_step(self, x: Any, y: torch.Tensor, h: Any, x_e: Any, h_e: Any) -> dict[str, float]:
+        """``outer_steps`` θ updates from the implicit hypergradient at the current ψ on one outer
+        batch; returns loss and solver diagnostics of the first."""
+        self.check_descent()
+        x_out, y_out, _ = self.sample_outer()
+        stats: dict[str, float] = {}
+        for k in range(int(getattr(self.hp, "outer_steps", 1))):
+            grads, info = self.hypergradient(x, y, h, x_out, y_out, x_e, h_e)
+            self.opt_energy.zero_grad(set_to_none=True)
+            for name, p in self.energy.named_parameters():
+                p.grad = grads[name]
+            norm = clip_grad_norm(list(self.energy.parameters()), self.hp.outer_grad_clip or math.inf)
+            self.opt_energy.step()
+            if k == 0:
+                stats = {"loss/outer": info.outer_value, "hypergrad/norm": norm.item(), **info.as_metrics("solver/")}
+        self.pending = (x_out, y_out, stats["loss/outer"])
+        self.trace["steps"] += 1
+        return stats
+
+    @torch.no_grad()
+    def outer_value(self, x_out: Any, y_out: torch.Tensor) -> float:
+        """F of the current inference network (eval mode) on an outer batch x_out, y_out (B, *S)."""
+        p = self.infer_with(self.infnet, x_out)
+        self.infnet.train()
+        return float(self.task.outer_loss(self.hp.outer_loss, p, y_out))
+
+    def check_descent(self) -> None:
+        """Measure F again on the previous outer batch, now that ψ has taken T steps under the new θ."""
+        if self.pending is None:
+            return
+        x_out, y_out, before = self.pending
+        after = self.outer_value(x_out, y_out)
+        t = self.trace
+        t["pairs"] += 1
+        t["before"] += before
+        t["after"] += after
+        t["descents"] += int(after < before)
+        self.pending = None
+
+    def end_epoch(self) -> dict[str, float]:
+        """Outer steps taken this epoch and the descent check (see the module docstring)."""
+        t = self.trace
+        out = {"outer/steps": float(t["steps"])}
+        if t["pairs"]:
+            out.update({
+                "outer/loss_before": t["before"] / t["pairs"],
+                "outer/loss_after": t["after"] / t["pairs"],
+                "outer/descent_fraction": t["descents"] / t["pairs"],
+            })
+        self.trace = dict.fromkeys(t, 0)
+        return out
 
     def hypergradient(
-        self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor
+        self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor, x_e: Any = None, h_e: Any = None
     ) -> tuple[dict[str, torch.Tensor], HypergradInfo]:
-        """dF/dθ at the current ψ: G on the inner batch (x, y (B, *S), energy input h), F on the
-        outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
+        """dF/dθ at the current ψ: G on the inner batch (x, y (B, *S), energy input h; energy at x_e, h_e
+        if given), F on the outer batch (x_out, y_out); the inference net is in eval mode (no dropout)."""
         m = self.hp
         self.infnet.eval()
         try:
             return hypergrad(
-                *self.bilevel_problem(x, y, h, x_out, y_out),
+                *self.bilevel_problem(x, y, h, x_out, y_out, x_e, h_e),
                 solver=m.solver, iters=m.iters, damping=m.damping, tol=m.tol, alpha=m.alpha, fallback=m.fallback,
             )
         finally:
             self.infnet.train()
 
     def bilevel_problem(
-        self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor
+        self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor, x_e: Any = None, h_e: Any = None
     ) -> tuple[Loss, Loss, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``(G, F, ψ, θ)`` as ``hypergrad`` takes them, at the current parameters: G on the inner batch
-        (x, y (B, *S), energy input h), F on the outer batch. ψ is every inference-network parameter, or
-        with ``implicit_params=head`` the output layer's (then the hidden features of x and x_out are
-        computed once here). Call it with the inference network in the mode G should see (eval)."""
+        (CE on x, y (B, *S); energy on x_e with energy input h_e, default x and h), F on the outer batch.
+        ψ is every inference-network parameter, or with ``implicit_params=head`` the output layer's (then
+        the hidden features of x, x_e and x_out are computed once here). Call it with the inference
+        network in the mode G should see (eval)."""
         m, energy, task = self.hp, self.energy, self.task
+        x_e, h_e = (x, h) if x_e is None else (x_e, h_e)
         net: torch.nn.Module = self.infnet
-        inputs, inputs_out = x, x_out
+        inputs, inputs_e, inputs_out = x, x_e, x_out
         if m.implicit_params == "head":  # ψ restricted to the output layer; hidden layers held fixed
             net = self.infnet.head
             with torch.no_grad():
                 inputs, inputs_out = self.infnet.features(x), self.infnet.features(x_out)
+                inputs_e = inputs if x_e is x else self.infnet.features(x_e)
 
         def inner_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
             logits = functional_call(net, psi, (inputs,))
-            return functional_call(energy, theta, (h, task.relax(logits, x))).mean() + m.lam * task.ce_loss(logits, y)
+            logits_e = logits if inputs_e is inputs else functional_call(net, psi, (inputs_e,))
+            e = functional_call(energy, theta, (h_e, task.relax(logits_e, x_e))).mean()
+            return e + m.lam * task.ce_loss(logits, y)
 
         def outer_loss(psi: dict[str, torch.Tensor], theta: dict[str, torch.Tensor]) -> torch.Tensor:
             return task.outer_loss(m.outer_loss, task.relax(functional_call(net, psi, (inputs_out,)), x_out), y_out)

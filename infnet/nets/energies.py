@@ -13,6 +13,10 @@ pre-activations are not dominated by label cardinality), a learnable log-scale `
 whole term, and ``c₂`` starts at zero (see ``reset_label_term``): the gradient reaching ``c₂`` is then
 O(1) from the first step, and the diagnostic ``energy/grad_ratio_global_local`` shows how much the
 term has grown.
+
+Beside (or instead of) the label MLP, ``structure`` adds terms over y from :mod:`infnet.nets.label_terms`:
+a learned pairwise ``yᵀWy`` (can express exclusion and co-occurrence directly) or a known prior over
+label sets (the oracle of a synthetic generator). Every term outside ``local`` is "the label term".
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class MLCEnergy(nn.Module):
         label_init: float = 1.0,
         global_scale: float = 1.0,
         out_init: float = 0.0,
+        structure: list[nn.Module] | None = None,
     ) -> None:
         if global_scale < 0:
             raise ValueError(f"global_scale must be >= 0, got {global_scale}")
@@ -46,6 +51,7 @@ class MLCEnergy(nn.Module):
         self.label_out = nn.Linear(widths[-1], 1, bias=False)
         self.has_label_term = global_scale > 0  # global_scale=0: local term only (ablation)
         self.log_scale = nn.Parameter(torch.tensor(math.log(global_scale) if self.has_label_term else 0.0))
+        self.structure = nn.ModuleList(structure or [])
         self.reset_label_term(label_init, out_init)
 
     def reset_label_term(self, label_init: float, out_init: float = 0.0) -> None:
@@ -74,14 +80,17 @@ class MLCEnergy(nn.Module):
         return -(y * self.local(h)).sum(-1)
 
     def global_energy(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """h (B, H) (unused: the label term reads y only), y (B, L) -> (B,) = s · c₂ᵀ g(C₁ (y - 0.5));
-        zeros without a label term."""
-        if not self.has_label_term:
-            return y.new_zeros(y.shape[:-1])
-        z = y - 0.5
-        for layer in self.label_layers:
-            z = fn.softplus(layer(z))
-        return self.log_scale.exp() * self.label_out(z).squeeze(-1)
+        """h (B, H) (unused: the label terms read y only), y (B, L) -> (B,) = s · c₂ᵀ g(C₁ (y - 0.5))
+        (zero without the label MLP) plus every ``structure`` term."""
+        energy = y.new_zeros(y.shape[:-1])
+        if self.has_label_term:
+            z = y - 0.5
+            for layer in self.label_layers:
+                z = fn.softplus(layer(z))
+            energy = energy + self.log_scale.exp() * self.label_out(z).squeeze(-1)
+        for term in self.structure:
+            energy = energy + term(y)
+        return energy
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """h (B, H), y (B, L) -> energy (B,)."""

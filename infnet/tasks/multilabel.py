@@ -12,6 +12,7 @@ from infnet.inference.gbi import GBIResult, mirror_descent
 from infnet.losses import bce_prob_sum, bce_sum, bernoulli_entropy, soft_f1_loss
 from infnet.metrics import example_f1, tune_threshold
 from infnet.nets import InferenceNet, MLCEnergy
+from infnet.nets.label_terms import PairwiseTerm, PriorTerm
 from infnet.tasks.base import Objective, Selection, Task
 
 
@@ -28,7 +29,25 @@ class MultiLabelTask(Task):
 
     def build_energy(self, feature_dim: int) -> nn.Module:
         e = self.model.energy
-        return MLCEnergy(feature_dim, self.data.n_labels, e.label_hidden, e.depth, e.label_init, e.global_scale, e.out_init)
+        structure: list[nn.Module] = []
+        if e.get("pairwise", False):
+            structure.append(PairwiseTerm(self.data.n_labels))
+        if e.get("oracle", 0.0):
+            structure.append(self.oracle_term(float(e.oracle)))
+        return MLCEnergy(
+            feature_dim, self.data.n_labels, e.label_hidden, e.depth, e.label_init, e.global_scale, e.out_init, structure
+        )
+
+    def oracle_term(self, weight: float) -> PriorTerm:
+        """The generator's own log-prior over valid label sets (synthetic data only), times ``weight``."""
+        from infnet.data.synthetic import GENERATOR_VERSION, label_set_prior
+
+        if self.data.meta.get("generator") != GENERATOR_VERSION:
+            raise ValueError(
+                f"model.energy.oracle needs data=synthetic_mlc (generator {GENERATOR_VERSION}); "
+                f"data {self.data.name!r} has no known label-set prior"
+            )
+        return PriorTerm(*label_set_prior(self.data.n_labels), weight=weight)
 
     def relax(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
