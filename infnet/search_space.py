@@ -38,6 +38,8 @@ TYPES = ("int", "float", "categorical")
 #: ``trainer.max_epochs`` with a grace period that starts after ``method.pretrain_epochs``.
 FIXED_PREFIXES = ("data.", "tracking.", "tune.")
 FIXED_KEYS = ("method.name", "trainer.max_epochs", "method.pretrain_epochs", "trainer.device", "trainer.num_threads")
+#: data keys a trial may vary: applied by each training run to the loaded data (the held-out outer split)
+PER_TRIAL_DATA_KEYS = ("data.outer_fraction",)
 _PARAM_FIELDS = {"type", "low", "high", "log", "step", "choices", "when"}
 _TOP_FIELDS = {"description", "base_overrides", "params"}
 
@@ -124,7 +126,8 @@ class SearchSpace:
 
     def check(self, cfg: DictConfig) -> None:
         """Check every parameter against a composed training config: the key exists, its bounds or
-        choices have the config value's kind (list or scalar), and each passes ``infnet.config.validate``."""
+        choices have the config value's kind (list or scalar), and each passes ``infnet.config.validate``
+        (together with the parameters that are sampled only under that value)."""
         from infnet.config import ConfigError, validate
 
         for p in self.params:
@@ -136,8 +139,11 @@ class SearchSpace:
             for value in p.candidates():
                 if current is not None and isinstance(value, list) != OmegaConf.is_list(current):
                     raise self.error(p.name, f"value {value!r} does not match the config value {current!r}")
+                # with the parameters sampled only under this value (``when``) at one of their candidates
+                dependents = {q.name: q.candidates()[0] for q in self.params
+                              if any(ref == p.name and value in allowed for ref, allowed in q.when)}
                 try:
-                    validate(_with_values(cfg, {p.name: value}))
+                    validate(_with_values(cfg, {p.name: value, **dependents}))
                 except ConfigError as exc:
                     raise self.error(p.name, str(exc)) from None
 
@@ -220,9 +226,10 @@ def parse_search_space(spec: Any, name: str, source: str = "") -> SearchSpace:
 
 
 def _parse_param(key: str, body: Any, earlier: dict[str, Param], fail: Callable[[str, str], SearchSpaceError]) -> Param:
-    if "." not in key or "/" in key or key.startswith(FIXED_PREFIXES) or key in FIXED_KEYS:
+    fixed = key.startswith(FIXED_PREFIXES) and key not in PER_TRIAL_DATA_KEYS
+    if "." not in key or "/" in key or fixed or key in FIXED_KEYS:
         raise fail(key, "expected a dotted training-config key such as 'method.inner_steps' that is not fixed per sweep "
-                        f"(data.*, tracking.*, {', '.join(FIXED_KEYS)} are set with base_overrides or on the command line)")
+                        f"(data.* but {', '.join(PER_TRIAL_DATA_KEYS)}, tracking.*, {', '.join(FIXED_KEYS)} are set with base_overrides or on the command line)")
     if not isinstance(body, dict):
         raise fail(key, "expected a mapping like {type: int, low: 1, high: 20}")
     if unknown := set(body) - _PARAM_FIELDS:

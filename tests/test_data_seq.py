@@ -25,6 +25,7 @@ from infnet.data import (
 from infnet.data.conll import read_conll, to_bio
 from infnet.data.conllu import read_conllu
 from infnet.data.corpus import Corpus
+from infnet.data.errors import RUN_KEYS
 from infnet.data.seq_config import SeqDataConfig
 from infnet.data.seq_types import PAD_ID, UNK_ID
 from infnet.data.tagging import bio_to_iob1, iob1_to_bio
@@ -534,6 +535,6 @@ def test_load_data_dispatches_on_task_kind_and_name(corpus_dir: Path, tmp_path: 
 @pytest.mark.parametrize("name", ["synthetic_seq", "conll2003", "wnut17", "ud_ewt"])
 def test_yaml_presets_hold_every_loader_key(name: str) -> None:
     cfg = OmegaConf.load(CONF_DIR / f"{name}.yaml")
-    assert set(cfg) == set(SeqDataConfig.__dataclass_fields__)
+    assert set(cfg) == set(SeqDataConfig.__dataclass_fields__) | set(RUN_KEYS)
     config = SeqDataConfig.from_mapping(cfg)
     assert config.name == name and config.task == cfg.task and config.kind == cfg.kind

@@ -106,6 +106,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs for every variant (same budget)")
     ap.add_argument("--pretrain-epochs", type=int, default=None, help="method.pretrain_epochs of the energy variants")
     ap.add_argument("--reference", default="ce", help="variant the paired differences are taken against")
+    ap.add_argument("--data-seeds", action="store_true", help="also set data.seed to each seed (synthetic data: a new data set per seed)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench_out/quality.parquet")
     args = ap.parse_args(argv)
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> None:
     base += [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
     pretrain = [f"method.pretrain_epochs={args.pretrain_epochs}"] if args.pretrain_epochs is not None else []
     jobs = [
-        (v, s, base + variants[v] + ([] if {"method=ce", "method=crf"} & set(variants[v]) else pretrain) + per_variant[v] + [f"trainer.seed={s}"])
+        (v, s, base + variants[v] + ([] if {"method=ce", "method=crf"} & set(variants[v]) else pretrain) + per_variant[v] + [f"trainer.seed={s}"] + ([f"data.seed={s}"] if args.data_seeds else []))
         for s in args.seeds
         for v in args.variants
     ]

@@ -112,7 +112,6 @@ def load_data(cfg: Mapping[str, Any] | None = None) -> MLCDataset | SeqDataset:
     (``synthetic_seq`` or a tagging preset) means tagging and anything else multi-label.
     """
     given = {key: cfg[key] for key in cfg} if cfg else {}
-    given.pop("outer_fraction", None)  # applied by the training run (infnet.data.outer), not by the loader
     task = given.pop("task", None)
     if task is None:
         tagging = given.get("kind") in SEQ_KINDS or given.get("name") in (SYNTHETIC_SEQ_NAME, *SEQ_PRESETS)

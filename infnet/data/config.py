@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from infnet.data.errors import DataConfigError
+from infnet.data.errors import RUN_KEYS, DataConfigError
 
 SYNTHETIC_NAME = "synthetic_mlc"
 KINDS = ("mulan", "synthetic")
@@ -42,6 +42,7 @@ class DataConfig:
     def from_mapping(cls, cfg: Mapping[str, Any]) -> DataConfig:
         """Build from a mapping (dict or OmegaConf node); a None value means "use the default"."""
         known = {f.name for f in fields(cls)}
+        cfg = {k: v for k, v in cfg.items() if k not in RUN_KEYS}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise DataConfigError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")

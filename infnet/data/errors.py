@@ -32,3 +32,7 @@ class DataConfigError(DataError, ValueError):
 
 class DataDownloadError(DataError, OSError):
     """A download failed (network, HTTP error or checksum mismatch)."""
+
+
+#: data config keys that the training run applies to a loaded dataset (``infnet.data.outer``), not the loaders
+RUN_KEYS = ("outer_fraction",)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from infnet.data.errors import DataConfigError
+from infnet.data.errors import RUN_KEYS, DataConfigError
 from infnet.data.seq_build import SPLITS, TASKS
 from infnet.data.seq_presets import SEQ_PRESETS, SeqSpec
 from infnet.data.tagging import SCHEMES
@@ -61,6 +61,7 @@ class SeqDataConfig:
     def from_mapping(cls, cfg: Mapping[str, Any]) -> SeqDataConfig:
         """Build from a mapping (dict or OmegaConf node); a None value means "use the default"."""
         known = {f.name for f in fields(cls)}
+        cfg = {k: v for k, v in cfg.items() if k not in RUN_KEYS}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise DataConfigError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")

@@ -212,6 +212,7 @@ class EnergyMethod(Method):
         local = {id(p) for p in self.energy.local.parameters()}
         return {k for k, p in self.energy.named_parameters() if id(p) not in local}
 
+    @torch.no_grad()
     def theta_change(self) -> dict[str, float]:
         """How far θ moved in the main phase: ‖θ − θ₀‖ / ‖θ₀‖ over the local term and over the rest
         (``‖θ − θ₀‖`` itself where ‖θ₀‖ = 0); 0 while θ has not been updated (the frozen control)."""

@@ -3,6 +3,9 @@
 θ is trained with the margin-rescaled structured hinge; the cost-augmented output
 ``argmin_y E(x, y) − Δ(y, y*)`` and the prediction ``argmin_y E(x, y)`` are both found by entropic
 mirror descent (``infnet.inference.gbi``) started from the local term's minimiser.
+``freeze_energy=true`` skips the θ updates: gradient-based inference on a fixed energy (with
+``model.energy.oracle``, the synthetic generator's own structure: what relaxed inference on the true
+structure achieves, as a reference for the inference networks trained on that energy).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class SPEN(EnergyMethod):
         return self.task.gbi(objective, -z0, x, m.inference_steps, m.inference_lr, m.entropy).y
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
+        if getattr(self.hp, "freeze_energy", False):
+            return {}
         h = self.feats(x, idx)
         y_aug = self.infer(x, h, y)
         e_pred, e_gold = self.energy(h, y_aug), self.energy(h, y)
