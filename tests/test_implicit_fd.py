@@ -66,7 +66,9 @@ def solve_inner(th):
             break
         hess = torch.autograd.functional.hessian(lambda p: _flat_inner(p, th)[0], vec)
         step, t = torch.linalg.solve(hess, grad), 1.0
-        while _flat_inner(vec - t * step, th)[0] > loss.detach() and t > 1e-8:
+        # backtrack while the loss rises by more than its rounding error (near ψ* a full Newton step
+        # changes the loss by ~‖grad‖², below what float64 resolves, and must not be refused for it)
+        while _flat_inner(vec - t * step, th)[0] > loss.detach() + 1e-13 * abs(float(loss)) and t > 1e-8:
             t /= 2
         vec = vec - t * step
     else:

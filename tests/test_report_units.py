@@ -22,7 +22,7 @@ from infnet.report.tables import comparison_table
 from infnet.search_space import parse_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT_COLUMNS = ["dev_f1", "test_f1", "test_f1_at_0.5", "epochs", "finished_at", "mlflow_run_id"]
+RESULT_COLUMNS = ["dev_f1", "test_f1", "test_f1_at_0.5", "epochs", "wall_seconds", "finished_at", "mlflow_run_id"]
 
 
 def table(rows: list[dict], params: list[str]) -> pa.Table:
@@ -33,7 +33,7 @@ def table(rows: list[dict], params: list[str]) -> pa.Table:
 
 def row(trial: str, status: str, dev: float | None, test: float | None, **params: object) -> dict:
     return {"trial_id": trial, "status": status, "dev_f1": dev, "test_f1": test, "test_f1_at_0.5": test and test - 5, "epochs": 4,
-            **params}
+            "wall_seconds": 10.0, **params}
 
 
 def result_set(method: str, rows: list[dict], params: list[str], seed: int = 0, data: str = "bibtex") -> ResultSet:
@@ -60,12 +60,28 @@ def test_comparison_selects_on_dev_per_seed_and_pairs_gains_by_seed() -> None:
     assert {s: r["trial_id"] for s, r in imp.selected.items()} == {0: "b", 1: "d"}
     assert imp.best_config == {"method.inner_steps": 5} and imp.trials == 4 and imp.gain is None
     assert str(imp.stat("test_f1")) == "58.00 ± 1.41" and str(base.stat("test_f1")) == "55.00 ± 4.24" and base.trials == 3
-    assert base.gain.paired and str(base.gain) == "+3.00 ± 2.83 (paired, 2 seeds)"  # (59-58, 57-52)
-    assert not unpaired.gain.paired and str(unpaired.gain) == "+2.00 (unpaired)"  # mean 58 - 56, no common seed
+    assert base.gain.paired and base.gain.stat.mean == 3.0 and base.gain.stat.n == 2  # (59-58, 57-52)
+    assert str(base.gain) == "2 seeds: no claim" and base.gain.exceeds_noise is None  # fewer than MIN_SEEDS
+    assert not unpaired.gain.paired and str(unpaired.gain) == "unpaired: no claim (+2.00)"  # mean 58 - 56, no common seed
     assert results["delicious", "ce"].gain is None  # no implicit sweep on that data set
 
     cells = comparison_table([imp, base], "implicit")
-    assert cells.marked == {0} and cells.rows[1][7] == "+3.00 ± 2.83 (paired, 2 seeds)" and cells.rows[1][2] == "0, 1"
+    assert cells.marked == {0} and cells.rows[1][8] == "2 seeds: no claim" and cells.rows[1][2] == "0, 1"
+    assert (imp.compute_seconds, base.compute_seconds) == (40.0, 30.0)  # every trial's seconds, failed ones too
+    assert cells.columns[4] == "compute (trial-s)" and cells.rows[0][4] == "40"
+
+
+def test_gain_claims_need_three_paired_seeds_and_say_whether_they_exceed_seed_noise() -> None:
+    def sweeps(method: str, tests: list[float]) -> list[ResultSet]:
+        return [result_set(method, [row(f"{method}{s}", "completed", 50.0, t)], [], seed=s) for s, t in enumerate(tests)]
+
+    def gain_of(imp: list[float], ce: list[float]) -> str:
+        results = {r.method: r for r in compare(sweeps("implicit", imp) + sweeps("ce", ce))}
+        return str(results["ce"].gain)
+
+    assert gain_of([51.0], [50.0]) == "one seed: no claim"
+    assert gain_of([51.0, 52.0, 53.0], [50.0, 51.0, 52.1]) == "+0.97 ± 0.06 (paired, 3 seeds): exceeds seed noise"
+    assert gain_of([51.0, 50.0, 53.0], [50.0, 51.0, 52.0]) == "+0.33 ± 1.15 (paired, 3 seeds): within seed noise"
 
 
 def test_study_rebuilt_from_a_results_table() -> None:

@@ -208,4 +208,6 @@ EPOCH_VARIANTS = [
     ("ψ=all, cg K=5, T=20", ["method.implicit_params=all"]),
     ("ψ=all, cg K=5, T=10 (the default before)", ["method.implicit_params=all", "method.inner_steps=10"]),
     ("ψ=all, identity, T=20", ["method.implicit_params=all", "method.solver=identity"]),
+    ("pairwise label term, energy at x + N(0, 0.5²), T=5 (implicit_pairwise)",
+     ["model.energy.pairwise=true", "model.energy.global_scale=0.0", "method.energy_noise=0.5", "method.inner_steps=5"]),
 ]

@@ -10,7 +10,11 @@ A method's row reports mean ± sd across its seeds of that trial's dev F1, test 
 threshold) and test F1 at 0.5, and the config of the best of them (its best config). The gain of the
 reference method (``implicit`` by default) over a baseline is the test F1 difference reference −
 baseline: paired by seed (mean ± sd of the per-seed differences) over the seeds both have, else the
-difference of the means (unpaired, no sd).
+difference of the means (unpaired, no sd). A gain is a claim only with at least ``MIN_SEEDS`` paired seeds:
+it then says whether it exceeds the seed noise (|mean| > 2 standard errors of the paired differences);
+with fewer seeds, or unpaired, it says "no claim". Each method also reports its sweeps' compute: the
+trial-seconds of all its trials (``wall_seconds``, the time each trial spent in Tune), so that sweeps of
+different methods are compared at the same compute rather than the same trial count.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any
 from infnet.report.sources import ResultSet
 
 SEED_KEY = "trainer.seed"
+#: paired seeds a gain needs before the report makes a claim about it
+MIN_SEEDS = 3
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,21 @@ class Gain:
     stat: Stat
     paired: bool
 
+    @property
+    def exceeds_noise(self) -> bool | None:
+        """Whether |mean| > 2 standard errors of the paired differences; None without ``MIN_SEEDS`` paired seeds."""
+        if not self.paired or self.stat.n < MIN_SEEDS or self.stat.sd is None:
+            return None
+        return abs(self.stat.mean) > 2 * self.stat.sd / self.stat.n**0.5
+
     def __str__(self) -> str:
         sign = "+" if self.stat.mean >= 0 else ""
-        return f"{sign}{self.stat} ({f'paired, {self.stat.n} seeds' if self.paired else 'unpaired'})"
+        if not self.paired:
+            return f"unpaired: no claim ({sign}{self.stat.mean:.2f})"
+        if self.exceeds_noise is None:
+            return f"{'one seed' if self.stat.n == 1 else f'{self.stat.n} seeds'}: no claim"
+        verdict = "exceeds seed noise" if self.exceeds_noise else "within seed noise"
+        return f"{sign}{self.stat} (paired, {self.stat.n} seeds): {verdict}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,7 @@ class MethodResult:
     trials: int
     best_config: dict[str, Any]
     gain: Gain | None = None
+    compute_seconds: float = 0.0  # trial-seconds of all its trials
 
     def stat(self, column: str) -> Stat | None:
         """``column`` over the selected trials; None where no trial has it (``test_f1_at_0.5`` on NER)."""
@@ -92,10 +111,12 @@ def compare(sets: Sequence[ResultSet], reference: str = "implicit") -> list[Meth
     data set; baselines carry their ``gain`` from ``reference`` when it ran on the same data."""
     selected: dict[tuple[str, str], dict[int | None, dict[str, Any]]] = defaultdict(dict)
     trials: dict[tuple[str, str], int] = defaultdict(int)
+    compute: dict[tuple[str, str], float] = defaultdict(float)
     params: dict[tuple[str, str], tuple[str, ...]] = {}
     for rs in sets:
         key = (rs.data, rs.method)
         trials[key] += rs.table.num_rows
+        compute[key] += sum(r.get("wall_seconds") or 0.0 for r in rs.rows())
         params[key] = rs.params
         for row in filter(_completed, rs.rows()):
             seed = _seed(rs, row)
@@ -105,7 +126,7 @@ def compare(sets: Sequence[ResultSet], reference: str = "implicit") -> list[Meth
     for key, by_seed in selected.items():
         best = max(by_seed.values(), key=lambda r: r["dev_f1"])
         config = {k: best[k] for k in params[key] if k != SEED_KEY and best.get(k) is not None}
-        results[key] = MethodResult(key[0], key[1], dict(by_seed), trials[key], config)
+        results[key] = MethodResult(key[0], key[1], dict(by_seed), trials[key], config, compute_seconds=compute[key])
     for (data, method), result in results.items():
         ref = results.get((data, reference))
         if ref is not None and method != reference:
@@ -113,4 +134,4 @@ def compare(sets: Sequence[ResultSet], reference: str = "implicit") -> list[Meth
     return sorted(results.values(), key=lambda r: (r.data, -r.stat("test_f1").mean))
 
 
-__all__ = ["Gain", "MethodResult", "Stat", "compare", "gain"]
+__all__ = ["MIN_SEEDS", "Gain", "MethodResult", "Stat", "compare", "gain"]

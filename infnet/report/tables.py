@@ -107,8 +107,10 @@ def solver_verdict(history: Any) -> str:
 
 def comparison_table(results: Sequence[MethodResult], reference: str) -> Table:
     """The method comparison (see :mod:`infnet.report.compare`); the reference method's rows marked."""
-    columns = ["data", "method", "seeds", "trials", "dev F1", "test F1", "test F1 @0.5", f"gain of {reference} (Δ test F1)", "best config"]
-    rows = [[r.data, r.method, ", ".join(fmt(s) for s in sorted(r.selected, key=str)), str(r.trials), fmt(r.stat("dev_f1")), fmt(r.stat("test_f1")),
+    columns = ["data", "method", "seeds", "trials", "compute (trial-s)", "dev F1", "test F1", "test F1 @0.5",
+               f"gain of {reference} (Δ test F1)", "best config"]
+    rows = [[r.data, r.method, ", ".join(fmt(s) for s in sorted(r.selected, key=str)), str(r.trials), f"{r.compute_seconds:.0f}",
+             fmt(r.stat("dev_f1")), fmt(r.stat("test_f1")),
              fmt(r.stat("test_f1_at_0.5")), str(r.gain) if r.gain else "–",
              " ".join(f"{short(k)}={fmt(v)}" for k, v in r.best_config.items())] for r in results]
     return Table(columns, rows, {i for i, r in enumerate(results) if r.method == reference})
