@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from infnet.config import validate
+from infnet.config import ConfigError, validate
 from infnet.data.outer import hold_out
 from infnet.loop import LoopState, fit, predict_test, score_test
 from infnet.methods import MethodContext, build_method
@@ -101,7 +101,14 @@ def run_training(
     outer_sampler = None
     if cfg.method.get("outer_data", "train") == "heldout":
         outer_sampler = make_sampler(outer, t.batch_size, t.seed, device, stream=7927)
-    method = build_method(MethodContext(task, cfg.model, cfg.method, device, sampler, data.train, outer_sampler))
+    unlabeled_sampler = None
+    if cfg.method.get("energy_data", "train") == "unlabeled":
+        if getattr(data, "unlabeled", None) is None:
+            raise ConfigError(f"method.energy_data=unlabeled needs unlabeled inputs; data={cfg.data.name} has none "
+                              "(synthetic data: set data.n_unlabeled)")
+        unlabeled_sampler = make_sampler(data.unlabeled, t.batch_size, t.seed, device, stream=7933)
+    method = build_method(MethodContext(task, cfg.model, cfg.method, device, sampler, data.train, outer_sampler,
+                                        unlabeled_sampler))
     torch.manual_seed(t.seed)  # the same random stream from here on, whichever modules the method built
 
     def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
@@ -128,6 +135,7 @@ def run_training(
         "n_train": len(data.train),
         "outer_fraction": outer_fraction,
         "n_outer": 0 if outer is None else len(outer),
+        "n_unlabeled": len(data.unlabeled) if getattr(data, "unlabeled", None) is not None else 0,
     }
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     result.update({k.replace("/", "_"): v for k, v in best.items() if k.startswith("energy/")})

@@ -174,3 +174,18 @@ def test_testbed_structure_pays_at_least_3_points_over_the_best_independent_mlp(
         torch.set_num_threads(threads)
     print(f"testbed gaps (test F1 points, seeds 0-4): {np.round(gaps, 2)}, mean {np.mean(gaps):.2f}")
     assert np.mean(gaps) >= 3.0
+
+
+def test_unlabeled_inputs_leave_the_other_splits_unchanged() -> None:
+    small = {"n_train": 60, "n_dev": 30, "n_test": 40, "n_features": 20, "n_labels": 8, "seed": 2}
+    plain, extra = make_synthetic_mlc(**small), load_mlc({"name": "synthetic_mlc", "n_unlabeled": 50, **small})
+    for x, y in zip(arrays(plain), arrays(extra)):
+        np.testing.assert_array_equal(x, y)
+    assert plain.unlabeled is None and len(extra.unlabeled) == 50 and extra.source_sha256 != plain.source_sha256
+    assert extra.unlabeled.features.n_cols == 20
+    x = extra.unlabeled.features.dense().numpy()
+    assert abs(x.mean()) < 0.2 and 0.7 < x.std() < 1.3  # standardised with the train statistics, same distribution
+    again = make_synthetic_mlc(n_unlabeled=50, **small)
+    np.testing.assert_array_equal(again.unlabeled.features.values, extra.unlabeled.features.values)
+    with pytest.raises(DataConfigError):
+        make_synthetic_mlc(n_unlabeled=-1, **small)

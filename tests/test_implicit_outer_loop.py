@@ -184,3 +184,31 @@ def test_hold_out_is_seeded_disjoint_and_rejects_empty_sides() -> None:
     for bad in (1.0, 0.001, -0.2):
         with pytest.raises(DataConfigError, match="outer_fraction"):
             hold_out(DATA, bad, seed=0)
+
+
+def test_energy_on_unlabeled_inputs_reads_the_unlabeled_split_and_needs_one() -> None:
+    from infnet.config import ConfigError
+    from infnet.train import run_training
+
+    data = load_mlc({"name": "synthetic_mlc", "n_train": 40, "n_dev": 20, "n_test": 20, "n_features": 12, "n_labels": 8,
+                     "n_unlabeled": 30, "cache": False})
+    cfg = compose(["method=implicit", "model.hidden=[8]", "method.energy_data=unlabeled", "trainer.max_epochs=3",
+                   "method.pretrain_epochs=1", "trainer.batch_size=8", "trainer.device=cpu"])
+    drawn = []
+    unlabeled = data.unlabeled.features.dense()
+
+    def sample() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        idx = np.arange(8)
+        drawn.append(idx)
+        return (*data.unlabeled.batch(idx), idx)
+
+    method = build_method(MethodContext(build_task(data, cfg.model), cfg.model, cfg.method, torch.device("cpu"), None,
+                                        data.train, None, sample))
+    method.begin_main()
+    x, _ = data.train.batch(np.arange(8))
+    x_e, h_e = method.energy_batch(x, method.feats(x))
+    assert torch.equal(x_e, unlabeled[:8]) and len(drawn) == 1 and h_e.shape == (8, 8)
+    result = run_training(cfg, data=data, verbose=False)
+    assert result["n_unlabeled"] == 30
+    with pytest.raises(ConfigError, match="n_unlabeled"):
+        run_training(cfg, data=DATA, verbose=False)

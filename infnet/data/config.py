@@ -10,7 +10,7 @@ from infnet.data.errors import RUN_KEYS, DataConfigError
 
 SYNTHETIC_NAME = "synthetic_mlc"
 KINDS = ("mulan", "synthetic")
-SYNTHETIC_KEYS = ("n_train", "n_dev", "n_test", "n_features", "n_labels", "noise", "seed")
+SYNTHETIC_KEYS = ("n_train", "n_dev", "n_test", "n_features", "n_labels", "noise", "seed", "n_unlabeled")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class DataConfig:
     n_labels: int | None = None
     noise: float | None = None
     seed: int | None = None
+    n_unlabeled: int | None = None
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> DataConfig:

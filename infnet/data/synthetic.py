@@ -104,35 +104,48 @@ def make_synthetic_mlc(
     n_labels: int = 24,
     noise: float = 0.5,
     seed: int = 0,
+    n_unlabeled: int = 0,
 ) -> MLCDataset:
     """Generate the synthetic dataset: splits of n_train / n_dev / n_test examples with features
     (N, n_features) as CSR and labels (N, n_labels) uint8; ``n_labels`` must be a multiple of 4.
 
     ``noise`` is the std of the per-feature Gaussian noise; each signal direction has norm ``SIGNAL``.
-    Deterministic given all arguments.
+    ``n_unlabeled`` > 0 adds an ``unlabeled`` split of inputs from the same distribution (drawn from
+    their own random stream, so the other splits do not change; their labels are kept in the split but
+    no method reads them). Deterministic given all arguments.
     """
     params = dict(
         n_train=n_train, n_dev=n_dev, n_test=n_test, n_features=n_features, n_labels=n_labels, noise=noise, seed=seed
     )
+    if n_unlabeled:
+        params["n_unlabeled"] = n_unlabeled
     n_groups = _n_groups(n_labels)
-    if min(n_train, n_features) < 1 or min(n_dev, n_test) < 0 or noise < 0:
+    if min(n_train, n_features) < 1 or min(n_dev, n_test, n_unlabeled) < 0 or noise < 0:
         raise DataConfigError(f"invalid synthetic parameters {params}")
     rng = np.random.default_rng(seed)
     group_dirs = _unit_rows(rng, n_groups, n_features)
     child_dirs = _unit_rows(rng, n_groups * GROUP_SIZE, n_features)
     sizes = [n_train, n_dev, n_test]
     labels = _sample_labels(rng, sum(sizes), n_groups)
-    signal = SIGNAL * (labels[:, ::GROUP_SIZE] @ group_dirs + labels @ child_dirs)
-    x = signal + noise * rng.standard_normal(signal.shape)
+
+    def inputs(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+        signal = SIGNAL * (labels[:, ::GROUP_SIZE] @ group_dirs + labels @ child_dirs)
+        return signal + noise * rng.standard_normal(signal.shape)
+
+    x = inputs(rng, labels)
     x_splits = np.split(x, np.cumsum(sizes)[:-1])
     y_splits = np.split(labels, np.cumsum(sizes)[:-1])
+    if n_unlabeled:
+        rng_unlabeled = np.random.default_rng([seed, 1])
+        y_splits.append(_sample_labels(rng_unlabeled, n_unlabeled, n_groups))
+        x_splits.append(inputs(rng_unlabeled, y_splits[-1]))
     train_x, others, scaling = standardize(
         SparseRows.from_dense(x_splits[0]),
         [SparseRows.from_dense(part) for part in x_splits[1:]],
         np.ones(n_features, dtype=bool),
         center=True,
     )
-    train, dev, test = (MLCSplit(f, y) for f, y in zip([train_x, *others], y_splits))
+    train, dev, test, *unlabeled = (MLCSplit(f, y) for f, y in zip([train_x, *others], y_splits))
     groups = [list(range(GROUP_SIZE * g, GROUP_SIZE * (g + 1))) for g in range(n_groups)]
     meta = {
         "format": "synthetic",
@@ -153,6 +166,7 @@ def make_synthetic_mlc(
         dev_fraction=n_dev / (n_train + n_dev),
         source_sha256=sha256_json({"generator": GENERATOR_VERSION, **params}),
         meta=meta,
+        unlabeled=unlabeled[0] if unlabeled else None,
     )
 
 

@@ -104,6 +104,7 @@ class MLCDataset:
     dev_fraction: float
     source_sha256: str
     meta: dict = field(default_factory=dict)
+    unlabeled: MLCSplit | None = None  # inputs without labels for methods that can use them (synthetic only)
 
     @property
     def n_features(self) -> int:

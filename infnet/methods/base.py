@@ -30,8 +30,9 @@ BatchSampler = Callable[[], tuple[Any, torch.Tensor, np.ndarray]]
 class MethodContext:
     """What a method is built from: the task (networks, losses, metrics of the output structure),
     configs, device, a sampler of random train batches (x, y (B, *S), train indices (B,)), the
-    train split (for caching frozen features) and a sampler of outer batches from the held-out split
-    (``data.outer_fraction``; None: outer batches come from train)."""
+    train split (for caching frozen features), a sampler of outer batches from the held-out split
+    (``data.outer_fraction``; None: outer batches come from train) and a sampler of unlabeled input
+    batches (``method.energy_data=unlabeled``; None: none)."""
 
     task: Task
     model: DictConfig
@@ -40,6 +41,7 @@ class MethodContext:
     sample_train_batch: BatchSampler
     train: Any | None = None
     sample_outer_batch: BatchSampler | None = None
+    sample_unlabeled_batch: BatchSampler | None = None
 
 
 def adam(module: nn.Module | list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:

@@ -1,10 +1,11 @@
 """``implicit`` (ours): the energy E_θ is a trainable loss, learned by implicit differentiation.
 
 Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
-``G(ψ, θ) = mean E_θ(x̃, A_ψ(x̃)) + lam · CE(A_ψ(x), y)`` over training batches, where x̃ = x, or with
-``energy_noise = σ > 0`` (multi-label data) the batch's inputs perturbed by N(0, σ²) noise: the energy
-is then minimised around the training points, where A_ψ and the local term are uncertain as on unseen
-inputs, instead of only on points the CE term already fits (where a structure term has nothing to fix).
+``G(ψ, θ) = mean E_θ(x̃, A_ψ(x̃)) + lam · CE(A_ψ(x), y)`` over training batches, where x̃ = x, or a batch of
+unlabeled inputs (``energy_data=unlabeled``, data that has them), and with ``energy_noise = σ > 0``
+(multi-label data) those inputs perturbed by N(0, σ²) noise: the energy is then minimised where A_ψ and
+the local term are uncertain as on unseen inputs, instead of only on points the CE term already fits
+(where a structure term has nothing to fix).
 Outer problem (θ): after every T inner steps, θ takes ``outer_steps`` Adam steps along the hypergradient
 of the task objective ``F(ψ*(θ))`` (``outer_loss``: the task's ``soft_f1`` or cross-entropy ``bce``) on a
 batch of *outer data*: a different random training batch (``outer_data=train``) or a batch of the
@@ -49,13 +50,14 @@ class Implicit(EnergyMethod):
         self.trace = {"steps": 0, "pairs": 0, "before": 0.0, "after": 0.0, "descents": 0}
 
     def energy_batch(self, x: Any, h: Any) -> tuple[Any, Any]:
-        """Inputs x̃ and energy input h̃ at which the inner loss evaluates the energy: (x, h) itself,
-        or with ``energy_noise`` σ > 0, x (B, D) + σ·N(0, I) and its frozen features."""
+        """Inputs x̃ and energy input h̃ at which the inner loss evaluates the energy: the batch's own
+        (x, h), or a batch of unlabeled inputs (``energy_data=unlabeled``); with ``energy_noise`` σ > 0
+        perturbed by σ·N(0, I) (dense (B, D) inputs); h̃ are the frozen features of x̃."""
         sigma = float(getattr(self.hp, "energy_noise", 0.0) or 0.0)
-        if not sigma:
-            return x, h
-        x_e = x + sigma * torch.randn_like(x)
-        return x_e, self.feats(x_e)
+        x_e = x if self.ctx.sample_unlabeled_batch is None else self.ctx.sample_unlabeled_batch()[0]
+        if sigma:
+            x_e = x_e + sigma * torch.randn_like(x_e)
+        return (x, h) if x_e is x else (x_e, self.feats(x_e))
 
     def train_step(self, x: Any, y: torch.Tensor, idx: np.ndarray | None = None) -> dict[str, float]:
         m = self.hp
