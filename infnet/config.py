@@ -46,7 +46,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "method.outer_data": (lambda v: v in ("train", "heldout"), "train | heldout"),
     "method.outer_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "method.energy_noise": (_non_negative, "a number >= 0"),
-    "method.energy_data": (lambda v: v in ("train", "unlabeled"), "train | unlabeled"),
+    "method.energy_data": (lambda v: v in ("train", "unlabeled", "auto"), "train | unlabeled | auto"),
     "data.outer_fraction": (lambda v: _non_negative(v) and v < 1, "a fraction in [0, 1)"),
     "model.energy.pairwise": (lambda v: isinstance(v, bool), "true | false"),
     "model.energy.oracle": (_non_negative, "a number >= 0"),

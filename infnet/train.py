@@ -102,8 +102,10 @@ def run_training(
     if cfg.method.get("outer_data", "train") == "heldout":
         outer_sampler = make_sampler(outer, t.batch_size, t.seed, device, stream=7927)
     unlabeled_sampler = None
-    if cfg.method.get("energy_data", "train") == "unlabeled":
-        if getattr(data, "unlabeled", None) is None:
+    energy_data = cfg.method.get("energy_data", "train")
+    has_unlabeled = getattr(data, "unlabeled", None) is not None
+    if energy_data == "unlabeled" or (energy_data == "auto" and has_unlabeled):
+        if not has_unlabeled:
             raise ConfigError(f"method.energy_data=unlabeled needs unlabeled inputs; data={cfg.data.name} has none "
                               "(synthetic data: set data.n_unlabeled)")
         unlabeled_sampler = make_sampler(data.unlabeled, t.batch_size, t.seed, device, stream=7933)

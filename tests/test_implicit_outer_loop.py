@@ -192,8 +192,9 @@ def test_energy_on_unlabeled_inputs_reads_the_unlabeled_split_and_needs_one() ->
 
     data = load_mlc({"name": "synthetic_mlc", "n_train": 40, "n_dev": 20, "n_test": 20, "n_features": 12, "n_labels": 8,
                      "n_unlabeled": 30, "cache": False})
-    cfg = compose(["method=implicit", "model.hidden=[8]", "method.energy_data=unlabeled", "trainer.max_epochs=3",
-                   "method.pretrain_epochs=1", "trainer.batch_size=8", "trainer.device=cpu"])
+    cfg_overrides = ["method=implicit", "model.hidden=[8]", "method.energy_data=unlabeled", "trainer.max_epochs=3",
+                     "method.pretrain_epochs=1", "trainer.batch_size=8", "trainer.device=cpu"]
+    cfg = compose(cfg_overrides)
     drawn = []
     unlabeled = data.unlabeled.features.dense()
 
@@ -212,3 +213,7 @@ def test_energy_on_unlabeled_inputs_reads_the_unlabeled_split_and_needs_one() ->
     assert result["n_unlabeled"] == 30
     with pytest.raises(ConfigError, match="n_unlabeled"):
         run_training(cfg, data=DATA, verbose=False)
+    auto = compose([*(o for o in cfg_overrides if "energy_data" not in o), "method.energy_data=auto"])
+    timeless = lambda r: {k: v for k, v in r.items() if k != "train_seconds"}  # noqa: E731
+    assert timeless(run_training(auto, data=data, verbose=False)) == timeless(result)  # auto: the unlabeled inputs where there are some
+    assert run_training(auto, data=DATA, verbose=False)["n_unlabeled"] == 0  # and the train inputs where there are none

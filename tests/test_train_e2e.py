@@ -44,11 +44,16 @@ def test_each_method_trains_and_is_tracked(method: str, tmp_path: Path) -> None:
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "history.json", "best_model.pt", "test"} <= artifacts
     if method != "ce":
-        assert "energy/grad_ratio_global_local" in run.data.metrics
-        assert "energy/gold_minus_pred" in run.data.metrics
+        for key in ("energy/grad_ratio_global_local", "energy/gold_minus_pred", "energy/rel_change_local", "energy/rel_change_label"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [2, 3], key  # every main-phase epoch
+        assert result["energy_rel_change_local"] >= 0 and "energy_rel_change_label" in result
     if method == "implicit":
-        for key in ("train/solver/iterations", "train/solver/residual", "train/solver/fallback", "train/loss/outer"):
+        for key in ("train/solver/iterations", "train/solver/fallback", "train/loss/outer", "train/outer/loss_before",
+                    "train/outer/loss_after", "train/outer/descent_fraction"):
             assert key in run.data.metrics, key
+        steps = client.get_metric_history(run.info.run_id, "train/outer/steps")
+        assert [m.step for m in steps] == [2, 3] and all(m.value >= 1 for m in steps)  # 600 examples / 32 / T=3 per epoch
+        assert result["energy_rel_change_label"] > 0  # θ moved
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -111,11 +111,15 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--epoch-reps", type=int, default=3, help="rounds of the epoch-time comparison (median)")
     ap.add_argument("--epoch-examples", type=int, default=4392, help="examples per timed epoch (bibtex train minus dev)")
+    ap.add_argument("--epochs-only", action="store_true", help="only the epoch-time comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     split = random_split(args.epoch_examples, np.random.default_rng(0))
+    if args.epochs_only:
+        epoch_table(device, split, args.epoch_reps)
+        return
     method, sample = build([], device, split)
     assert isinstance(method, Implicit)
     m = method.hp
@@ -176,6 +180,11 @@ def main(argv: list[str]) -> None:
         _, mem_cg = saved_bytes(lambda: method.hypergradient(x, y, h, x_out, y_out))
         print(f"| {t_steps} | {mem_unrolled / 2**20:.1f} | {mem_cg / 2**20:.1f} | {mem_unrolled / mem_cg:.2f} |")
 
+    epoch_table(device, split, args.epoch_reps)
+
+
+def epoch_table(device: torch.device, split: MLCSplit, reps: int) -> None:
+    """Print the epoch-time ratio implicit / ce of every ``EPOCH_VARIANTS`` entry."""
     defaults = compose(["method=implicit"]).method
     ce, _ = build(["method=ce"], device, split)
     ce.main = True
@@ -187,7 +196,7 @@ def main(argv: list[str]) -> None:
         implicit, _ = build(overrides, device, split)
         epoch_seconds(implicit, split, device)  # warm-up (and the feature cache)
         epoch_seconds(ce, split, device)
-        t_imp, t_ce = epoch_ratio(implicit, ce, split, device, args.epoch_reps)
+        t_imp, t_ce = epoch_ratio(implicit, ce, split, device, reps)
         print(f"| {name} | {t_imp:.2f} | {t_ce:.2f} | {t_imp / t_ce:.2f}x |")
 
 
@@ -208,6 +217,8 @@ EPOCH_VARIANTS = [
     ("ψ=all, cg K=5, T=20", ["method.implicit_params=all"]),
     ("ψ=all, cg K=5, T=10 (the default before)", ["method.implicit_params=all", "method.inner_steps=10"]),
     ("ψ=all, identity, T=20", ["method.implicit_params=all", "method.solver=identity"]),
-    ("pairwise label term, energy at x + N(0, 0.5²), T=5 (implicit_pairwise)",
-     ["model.energy.pairwise=true", "model.energy.global_scale=0.0", "method.energy_noise=0.5", "method.inner_steps=5"]),
+    ("T=5, cg K=5, 3 θ steps per ψ state", ["method.inner_steps=5", "method.outer_steps=3"]),
+    ("T=5, cg K=5", ["method.inner_steps=5"]),
+    ("T=5, identity", ["method.inner_steps=5", "method.solver=identity"]),
+    ("T=10, identity", ["method.inner_steps=10", "method.solver=identity"]),
 ]

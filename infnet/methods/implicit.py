@@ -2,7 +2,7 @@
 
 Inner problem (ψ, the inference network): ``inner_steps`` (T) Adam steps on
 ``G(ψ, θ) = mean E_θ(x̃, A_ψ(x̃)) + lam · CE(A_ψ(x), y)`` over training batches, where x̃ = x, or a batch of
-unlabeled inputs (``energy_data=unlabeled``, data that has them), and with ``energy_noise = σ > 0``
+unlabeled inputs (``energy_data=unlabeled``, or ``auto`` (the default) on data that has them), and with ``energy_noise = σ > 0``
 (multi-label data) those inputs perturbed by N(0, σ²) noise: the energy is then minimised where A_ψ and
 the local term are uncertain as on unseen inputs, instead of only on points the CE term already fits
 (where a structure term has nothing to fix).
