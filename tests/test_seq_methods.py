@@ -48,7 +48,8 @@ def test_each_method_tags_synthetic_entities_and_is_tracked(method: str, tmp_pat
     if method not in ("ce", "crf"):
         assert "energy/grad_ratio_global_local" in run.data.metrics
     if method == "implicit":
-        for key in ("train/solver/iterations", "train/solver/residual", "train/loss/outer"):
+        for key in ("train/solver/iterations", "train/solver/fallback", "train/loss/outer", "train/outer/steps",
+                    "energy/rel_change_label", "energy/rel_change_local"):
             assert key in run.data.metrics, key
 
 
