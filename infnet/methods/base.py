@@ -237,8 +237,9 @@ class EnergyMethod(Method):
         transitions and high-order term (sequences). The local term starts at the pretrained head
         and diverges with a large step, while the label term starts at zero and, at ``lr_energy``,
         cannot grow in the few hundred outer steps a run takes."""
-        local = list(self.energy.local.parameters())
-        rest = [p for p in self.energy.parameters() if p.requires_grad and all(p is not q for q in local)]
+        label = self.label_parameter_names()
+        local = [p for k, p in self.energy.named_parameters() if k not in label]
+        rest = [p for k, p in self.energy.named_parameters() if k in label and p.requires_grad]
         lr_label = getattr(self.hp, "lr_label", None)
         lr_label = self.hp.lr_energy if lr_label is None else lr_label
         groups = [{"params": local}, {"params": rest, "lr": lr_label}]
