@@ -8,15 +8,19 @@ and the torch RNG state at the end of pretraining, so a run that hits the cache 
 it had pretrained itself (same state, same random stream); its ``train_seconds`` still include the
 pretraining time recorded when the entry was made (the budget is unchanged).
 
-Entries are ``<cache_root>/pretrain/<key>.pt`` written atomically (temp file + rename).
+Entries are ``<root>/<key>.pt``, written atomically (temp file + move; an S3 put is atomic by itself)
+through ``pyarrow.fs``, so ``root`` is a local folder (``<data.cache_dir>/pretrain`` for single runs) or
+a URI every node of a cluster reaches (``s3://...``: a sweep shares its pretrainings through its storage,
+see :mod:`infnet.tune.pretrain_claims`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,35 +49,51 @@ def pretrain_key(cfg: DictConfig, data: Any) -> str:
 
 
 class PretrainCache:
-    """Load/save one pretraining result under ``key`` in ``root`` (``<cache>/pretrain``)."""
+    """Load/save one pretraining result, ``<root>/<key>.pt`` (``root``: a local folder or a URI)."""
 
-    def __init__(self, key: str, cache_dir: str | os.PathLike | None = None) -> None:
-        self.path = cache_root(cache_dir) / "pretrain" / f"{key}.pt"
+    def __init__(self, key: str, root: str | Path) -> None:
+        import pyarrow.fs
+
+        root = str(root) if "://" in str(root) else str(Path(root).expanduser().resolve())
+        self.fs, base = pyarrow.fs.FileSystem.from_uri(root)
+        self.dir = base.rstrip("/")
+        self.path = f"{self.dir}/{key}.pt"
 
     def load(self) -> dict[str, Any] | None:
         """The stored entry, or None if absent or unreadable (a broken file is removed)."""
-        if not self.path.exists():
+        import pyarrow.fs
+
+        if self.fs.get_file_info(self.path).type != pyarrow.fs.FileType.File:
             return None
         try:
-            entry = torch.load(self.path, map_location="cpu", weights_only=False)
+            with self.fs.open_input_stream(self.path) as f:
+                entry = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
         except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt, never trusted
-            self.path.unlink(missing_ok=True)
+            self.fs.delete_file(self.path)
             return None
         return entry if isinstance(entry, dict) and entry.get("format") == FORMAT else None
 
     def save(self, entry: dict[str, Any]) -> None:
         """Store ``entry`` atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        torch.save({**entry, "format": FORMAT}, tmp)
-        os.replace(tmp, self.path)
+        buffer = io.BytesIO()
+        torch.save({**entry, "format": FORMAT}, buffer)
+        self.fs.create_dir(self.dir, recursive=True)
+        tmp = f"{self.dir}/.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(buffer.getvalue())
+        self.fs.move(tmp, self.path)
+
+
+def uses_pretrain_cache(cfg: DictConfig) -> bool:
+    """Whether a run of ``cfg`` pretrains and may share it (``trainer.pretrain_cache``)."""
+    return bool(cfg.trainer.get("pretrain_cache", False)) and int(cfg.method.get("pretrain_epochs", 0)) > 0
 
 
 def cache_for(cfg: DictConfig, data: Any) -> PretrainCache | None:
-    """The cache to use for this run, or None (no pretraining, or ``trainer.pretrain_cache=false``)."""
-    if not cfg.trainer.get("pretrain_cache", False) or int(cfg.method.get("pretrain_epochs", 0)) == 0:
+    """The node-local cache of a single run, or None (no pretraining, or ``trainer.pretrain_cache=false``)."""
+    if not uses_pretrain_cache(cfg):
         return None
-    return PretrainCache(pretrain_key(cfg, data), cfg.data.get("cache_dir"))
+    return PretrainCache(pretrain_key(cfg, data), cache_root(cfg.data.get("cache_dir")) / "pretrain")
 
 
-__all__ = ["PretrainCache", "cache_for", "pretrain_key"]
+__all__ = ["PretrainCache", "cache_for", "pretrain_key", "uses_pretrain_cache"]

@@ -29,7 +29,7 @@ from infnet.data.outer import hold_out
 from infnet.loop import LoopState, fit, predict_test, score_test
 from infnet.methods import MethodContext, build_method
 from infnet.methods.base import BatchSampler
-from infnet.pretrain_cache import cache_for
+from infnet.pretrain_cache import PretrainCache, cache_for
 from infnet.tasks import build_task
 
 log = logging.getLogger("infnet.train")
@@ -79,8 +79,11 @@ def run_training(
     state: LoopState | None = None,
     run_logger: Any | None = None,
     verbose: bool = True,
+    pretrain_cache: Callable[[DictConfig, Any], PretrainCache | None] = cache_for,
 ) -> dict[str, Any]:
     """Train, select on dev, evaluate on test; log to ``run_logger`` (an MLflow ``RunLogger``) if given.
+    ``pretrain_cache(cfg, data)`` gives the CE pretraining cache (default: the node-local one, if
+    ``trainer.pretrain_cache``; sweeps share theirs through their storage).
 
     Returns the result dict (also the JSON line of the CLI). Raises ``TrainingDiverged`` on NaN.
     """
@@ -121,7 +124,7 @@ def run_training(
         if on_epoch is not None:
             on_epoch(epoch, metrics, st)
 
-    cache = cache_for(cfg, data)
+    cache = pretrain_cache(cfg, data)
     state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook, pretrain_cache=cache)
     metric = task.metric
     result: dict[str, Any] = {

@@ -8,7 +8,12 @@ it binds to the head's private IP there. The sweep runs as the CLI does on a clu
 time, so trials land on both nodes. Once the extra node has finished a trial and is early in another,
 it is killed: the finished trial must stay finished (Parquet row, MLflow run and its node), the
 interrupted one must be retried on the head (from its checkpoint if it had written one), and the sweep
-must complete with every trial's child run and per-epoch metrics in the server.
+must complete with every trial's child run and per-epoch metrics in the server. The sweep's storage is
+``s3://...`` on a local S3-compatible server (moto's server mode): both nodes write their checkpoints
+and results there, and the retry resumes from S3.
+
+Second test: 4 trials that share one CE pretraining, two at a time on the two nodes, compute it
+exactly once (the sweep's shared pretraining cache in S3, :mod:`infnet.tune.pretrain_claims`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pytest
 from test_tune_resume import child_runs
 from test_tune_sweep import TINY
 
+from infnet.tune.sweep import read_state
 from infnet.tune.trainable import NODE_ID_TAG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,8 +94,10 @@ def mlflow_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     try:
         yield starter, root
     finally:
-        stop_group(starter.pid)  # the server and its workers stay in the script's process group
+        stop_group(starter.pid)
         starter.wait()
+        if (root / "server.pid").exists():
+            stop_group(int((root / "server.pid").read_text()))  # the server and its workers: their own session
 
 
 @pytest.fixture
@@ -117,15 +125,15 @@ def runs_on(uri: str, parent: str, node_id: str) -> list:
     return [r for r in child_runs(uri, parent) if r.data.tags.get(NODE_ID_TAG) == node_id]
 
 
-def kill_extra_node_mid_sweep(driver: subprocess.Popen, cluster: object, extra: object, uri: str, state: Path) -> str:
+def kill_extra_node_mid_sweep(driver: subprocess.Popen, cluster: object, extra: object, uri: str, path: str) -> str:
     """Wait until the extra node has finished a trial and is at most halfway through another, then
     kill it; returns the id of the trial it was running."""
     client = mlflow.MlflowClient(uri)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         assert driver.poll() is None, "the sweep ended before the extra node could be killed"
-        if state.exists():
-            runs = runs_on(uri, json.loads(state.read_text())["parent_run_id"], extra.node_id)
+        if (state := read_state(path)) is not None:
+            runs = runs_on(uri, state["parent_run_id"], extra.node_id)
             finished = [r for r in runs if r.info.status == "FINISHED"]
             early = [r for r in runs if r.info.status == "RUNNING"
                      and len(client.get_metric_history(r.info.run_id, "dev/f1")) <= MAX_EPOCHS // 2]
@@ -136,30 +144,50 @@ def kill_extra_node_mid_sweep(driver: subprocess.Popen, cluster: object, extra: 
     pytest.fail("the extra node never had a finished trial and a running one at once")
 
 
-def test_sweep_across_nodes_survives_losing_a_node(mlflow_server: tuple, cluster: tuple, tmp_path: Path) -> None:
+def tracking_uri(mlflow_server: tuple) -> str:
+    """The URI of the fixture's server, once ``start_mlflow.sh`` has returned."""
     starter, mlflow_dir = mlflow_server
-    cl, extra = cluster
-    head_id = cl.head_node.node_id
     output, _ = starter.communicate(timeout=240)
     assert starter.returncode == 0, output
     uri = (mlflow_dir / "tracking_uri").read_text().strip()
     assert uri.startswith("http://127.0.0.1:")
-    args = [*TINY, f"trainer.max_epochs={MAX_EPOCHS}", "trainer.pretrain_cache=false", f"tune.num_samples={NUM_SAMPLES}",
-            "tune.max_concurrent=2", "tune.scheduler=none", "tune.max_failures=2", "tune.name=multinode", f"tune.address={cl.address}",
-            f"tracking.uri={uri}", f"tune.storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    return uri
+
+
+def start_driver(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+    """``python -m infnet.tune *args`` in the background; returns it and its stdout and stderr files."""
     out, err = tmp_path / "driver.out", tmp_path / "driver.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         driver = subprocess.Popen([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=dict(os.environ),
                                   start_new_session=True, stdout=stdout, stderr=stderr)
+    return driver, out, err
+
+
+def finish(driver: subprocess.Popen, out: Path, err: Path, timeout: float = 400) -> dict:
+    """Wait for the driver (stopping it on a timeout) and return its summary."""
     try:
-        killed = kill_extra_node_mid_sweep(driver, cl, extra, uri, tmp_path / "runs" / "multinode" / "infnet_sweep.json")
-        driver.wait(timeout=400)
+        driver.wait(timeout=timeout)
     finally:
         if driver.poll() is None:
             stop_group(driver.pid)
             driver.wait()
     assert driver.returncode == 0, err.read_text()[-4000:]
-    summary = json.loads(out.read_text().strip().splitlines()[-1])
+    return json.loads(out.read_text().strip().splitlines()[-1])
+
+
+def test_sweep_across_nodes_survives_losing_a_node(s3_storage: str, mlflow_server: tuple, cluster: tuple, tmp_path: Path) -> None:
+    cl, extra = cluster
+    head_id = cl.head_node.node_id
+    uri = tracking_uri(mlflow_server)
+    args = [*TINY, f"trainer.max_epochs={MAX_EPOCHS}", "trainer.pretrain_cache=false", f"tune.num_samples={NUM_SAMPLES}",
+            "tune.max_concurrent=2", "tune.scheduler=none", "tune.max_failures=2", "tune.name=multinode", f"tune.address={cl.address}",
+            f"tracking.uri={uri}", f"tune.storage_path={s3_storage}", f"data.cache_dir={tmp_path / 'cache'}"]
+    driver, out, err = start_driver(args, tmp_path)
+    try:
+        killed = kill_extra_node_mid_sweep(driver, cl, extra, uri, f"{s3_storage}/multinode")
+    finally:
+        summary = finish(driver, out, err)
+    assert summary["results_path"] == f"{s3_storage}/multinode/results.parquet"
 
     # the sweep completed: every trial, once, in the Parquet table
     assert summary["num_trials"] == summary["num_completed"] == NUM_SAMPLES and summary["num_errored"] == 0
@@ -185,3 +213,29 @@ def test_sweep_across_nodes_survives_losing_a_node(mlflow_server: tuple, cluster
         assert "test/f1" in run.data.metrics and "dev/best_f1" in run.data.metrics
         assert {m.step for m in client.get_metric_history(run.info.run_id, "dev/f1")} == set(range(MAX_EPOCHS))
     assert client.get_run(summary["mlflow_parent_run_id"]).info.status == "FINISHED"
+
+
+def test_nodes_share_one_pretraining(s3_storage: str, mlflow_server: tuple, cluster: tuple, tmp_path: Path) -> None:
+    import pyarrow.fs
+    from test_tune_sweep import write_space
+
+    cl, _ = cluster
+    uri = tracking_uri(mlflow_server)
+    space = write_space(tmp_path, [], ["method.inner_steps: {type: categorical, choices: [1, 2, 3, 4]}"])  # main phase only
+    args = [*TINY, "trainer.pretrain_cache=true", "tune.num_samples=4", "tune.max_concurrent=2", "tune.scheduler=none",
+            "tune.name=shared", f"search_space={space}", f"tune.address={cl.address}", f"tracking.uri={uri}",
+            f"tune.storage_path={s3_storage}", f"data.cache_dir={tmp_path / 'cache'}"]
+    summary = finish(*start_driver(args, tmp_path))
+    table = pq.read_table(summary["results_path"]).to_pylist()
+    assert {r["status"] for r in table} == {"completed"} and len({r["node_id"] for r in table}) == 2  # both nodes trained
+    assert sorted(r["pretrain"] for r in table) == ["computed", "hit", "hit", "hit"]
+    assert summary["pretrain_computed"] == 1 and summary["pretrain_hits"] == 3
+    fs, root = pyarrow.fs.FileSystem.from_uri(f"{s3_storage}/pretrain_cache")
+    entries = [i for i in fs.get_file_info(pyarrow.fs.FileSelector(root)) if i.type == pyarrow.fs.FileType.File]
+    assert [Path(i.path).suffix for i in entries] == [".pt"]  # one entry, no temp file left
+    assert not (tmp_path / "cache" / "pretrain").exists()  # not on a node's own disk
+    client = mlflow.MlflowClient(uri)
+    histories = {r.data.tags["ray_trial_id"]: [m.value for m in client.get_metric_history(r.info.run_id, "dev/f1")]
+                 for r in child_runs(uri, summary["mlflow_parent_run_id"])}
+    pretrain_epochs = int(next(a for a in TINY if a.startswith("method.pretrain_epochs=")).split("=")[1])
+    assert len({tuple(h[:pretrain_epochs]) for h in histories.values()}) == 1  # the same pretraining everywhere

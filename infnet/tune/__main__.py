@@ -32,6 +32,7 @@ def summary_text(summary: dict[str, Any]) -> str:
             "  " + " ".join(f"{k}={v}" for k, v in best.items()),
         ]
     lines += [
+        f"CE pretraining: computed {summary['pretrain_computed']}x, reused {summary['pretrain_hits']}x",
         f"Results: {summary['results_path']}",
         f"MLflow: experiment '{summary['mlflow_experiment']}', parent run {summary['mlflow_parent_run_id']} at {summary['mlflow_tracking_uri']}",
         f"Open the MLflow UI: {summary['mlflow_ui']}",
@@ -71,7 +72,7 @@ def with_space_overrides(args: list[str]) -> list[str]:
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
     captured: list[list[str]] = []
 
@@ -86,6 +87,7 @@ def main() -> None:
     from infnet.config import ConfigError
     from infnet.search_space import SearchSpaceError
     from infnet.tune import SweepError, prepare, run_sweep
+    from infnet.tune.sweep import RESUME_SETTINGS
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -93,7 +95,9 @@ def main() -> None:
     except (SearchSpaceError, SweepError, ConfigError) as exc:
         sys.exit(f"infnet.tune: {exc}")
     if sweep.resumed:
-        logging.getLogger("infnet.tune").warning("resuming sweep %s with its stored configuration", sweep.path)
+        taken = ", ".join(f"{k}={OmegaConf.select(sweep.cfg, k)}" for k in sweep.resume_settings) or "nothing"
+        print(f"infnet.tune: resuming sweep {sweep.path} with its stored configuration; from the command line: {taken} "
+              f"(only {', '.join(RESUME_SETTINGS)} can change on resume)", file=sys.stderr, flush=True)
     summary = run_sweep(sweep)
     print(summary_text(summary), flush=True)
     print(json.dumps(summary), flush=True)

@@ -99,13 +99,12 @@ def warn_if_not_shared(sweep: Sweep) -> None:
 
 
 def trial_resources(tune_cfg: Any) -> dict[str, float]:
-    """CPUs and GPUs per trial; GPUs only if the cluster has some (else trials would pend forever)."""
+    """CPUs and GPUs per trial (GPUs: :func:`infnet.tune.gpu.gpu_request`)."""
     import ray
 
-    gpus = float(tune_cfg.gpus_per_trial)
-    if gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        log.warning("tune.gpus_per_trial=%s but the Ray cluster has no GPU: requesting 0 GPUs", gpus)
-        gpus = 0.0
+    from infnet.tune.gpu import gpu_request
+
+    gpus = gpu_request(float(tune_cfg.gpus_per_trial), ray.cluster_resources().get("GPU", 0), bool(tune_cfg.address))
     return {"cpu": float(tune_cfg.cpus_per_trial), "gpu": gpus}
 
 
@@ -114,20 +113,23 @@ def trial_dirname(trial: Any) -> str:
     return trial.trial_id
 
 
-def make_tuner(sweep: Sweep, runs: ChildRuns) -> Any:
-    """A restored ``Tuner`` when Tune's experiment state exists in the sweep folder, else a new one."""
+def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any) -> Any:
+    """A restored ``Tuner`` when Tune's experiment state exists in the sweep folder, else a new one;
+    ``pretraining``: where trials share CE pretrainings (``pretrain_claims.SharedPretraining``)."""
     from ray import tune
 
     from infnet.data import load_data
-    from infnet.tune.callbacks import ChildRunCloser, ProgressPrinter
+    from infnet.tune.callbacks import ChildRunCloser, GpuWaitReporter, ProgressPrinter, use_child_runs
     from infnet.tune.search import METRIC, MODE, make_scheduler, make_searcher
     from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
 
     t = sweep.cfg.tune
-    settings = TrialSettings(runs, t.fault_injection.crash_after_epoch)
+    use_child_runs(runs)  # also for the callbacks a restore unpickles (the tracking URI may have moved)
+    settings = TrialSettings(runs, t.fault_injection.crash_after_epoch, pretraining)
+    resources = trial_resources(t)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=load_data(sweep.cfg.data), space=sweep.space, settings=settings),
-        trial_resources(t),
+        resources,
     )
     if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):
         return tune.Tuner.restore(sweep.path, trainable, resume_errored=bool(t.resume_errored))
@@ -143,7 +145,8 @@ def make_tuner(sweep: Sweep, runs: ChildRuns) -> Any:
         ),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=sweep.storage_path, verbose=0,
-            callbacks=[ChildRunCloser(runs), ProgressPrinter(int(t.num_samples), sweep.space.names)],
+            callbacks=[ChildRunCloser(runs), ProgressPrinter(int(t.num_samples), sweep.space.names),
+                       GpuWaitReporter(resources["gpu"], float(t.gpu_wait_report_s))],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=int(t.checkpoints_to_keep)),
             failure_config=tune.FailureConfig(max_failures=int(t.max_failures)),
         ),
@@ -176,7 +179,10 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
     started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
     warn_if_not_shared(sweep)
     try:
-        make_tuner(sweep, runs).fit()
+        from infnet.tune.pretrain_claims import start_claims
+
+        pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
+        make_tuner(sweep, runs, pretraining).fit()
         summary = finish(sweep, runs, parent)
     except KeyboardInterrupt:
         parent.end("KILLED")
@@ -231,6 +237,8 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int) -> dict[st
         "num_stopped": counts["stopped"],
         "num_errored": counts["error"],
         "num_interrupted": counts["interrupted"],
+        "pretrain_computed": sum(r["pretrain"] == "computed" for r in rows),
+        "pretrain_hits": sum(r["pretrain"] == "hit" for r in rows),
         "results_path": join(sweep.path, RESULTS_FILE),
         "experiment_path": sweep.path,
         "resumed": sweep.resumed,

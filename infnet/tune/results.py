@@ -10,7 +10,8 @@ F1 %, the metric), ``test_f1`` and ``test_f1_at_0.5`` (completed trials only), `
 ``mlflow_run_id``, ``node_id`` and ``node_ip`` (the Ray node of the trial's last attempt), and
 ``startup_seconds``: from the moment Tune started the trial (its actor was up) to its first training step
 -- getting the dataset from the object store or the cache, building the model, opening the MLflow run;
-null for trials that failed or resumed (their last attempt did not start with the trial).
+null for trials that failed or resumed (their last attempt did not start with the trial); ``pretrain``:
+where the trial's CE pretraining came from (computed | hit | resumed | none; null if it reported nothing).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str]
             "node_id": r.get("node_id"),
             "node_ip": r.get("node_ip"),
             "startup_seconds": startup_seconds(t),
+            "pretrain": r.get("pretrain"),
         })
     return rows
 
@@ -91,7 +93,8 @@ def results_table(rows: list[dict[str, Any]], space: SearchSpace) -> pa.Table:
     fields += [pa.field("epochs", pa.int64()), pa.field("train_seconds", pa.float64()), pa.field("wall_seconds", pa.float64()),
                pa.field("finished_at", pa.float64()), pa.field("failures", pa.int64()), pa.field("start_epoch", pa.int64()),
                pa.field("error", pa.string()), pa.field("mlflow_run_id", pa.string()),
-               pa.field("node_id", pa.string()), pa.field("node_ip", pa.string()), pa.field("startup_seconds", pa.float64())]
+               pa.field("node_id", pa.string()), pa.field("node_ip", pa.string()), pa.field("startup_seconds", pa.float64()),
+               pa.field("pretrain", pa.string())]
     schema = pa.schema(fields)
     strings = {f.name for f in fields if f.type == pa.string() and f.name in space.names}
     cleaned = [{k: (str(v) if k in strings and v is not None else v) for k, v in row.items()} for row in rows]

@@ -5,7 +5,8 @@
 1. compose ``infnet/conf/tune.yaml`` with the overrides of ``search_space`` and ``tune.*``; find the
    experiment folder ``<tune.storage_path>/<tune.name>`` (or ``tune.resume``);
 2. if that folder holds ``infnet_sweep.json``, the sweep exists: it is resumed with its stored
-   config, search space and MLflow parent run (the command line's other overrides are ignored);
+   config, search space and MLflow parent run; from the command line it takes only where things are
+   now (``RESUME_SETTINGS``: a new head's tracking URI or Ray address), its other overrides are ignored;
 3. otherwise load the search space, compose again with its ``base_overrides`` placed before the
    command line's overrides (so the command line wins), and check the space against that config.
 
@@ -39,6 +40,9 @@ STATE_FILE = "infnet_sweep.json"
 FORMAT = "infnet-sweep-1"
 
 ComposeFn = Callable[[Sequence[str], str], DictConfig]
+#: What a resumed sweep takes from the command line: where the store and the cluster are now (a sweep
+#: resumed on a new head after the old one died), never what the sweep is.
+RESUME_SETTINGS = ("tracking.uri", "tune.address", "tune.num_cpus", "tune.resume_errored", "tune.gpu_wait_report_s")
 
 
 class SweepError(ValueError):
@@ -58,6 +62,7 @@ class Sweep:
     tracking_uri: str
     parent_run_id: str | None = None
     resumed: bool = False
+    resume_settings: tuple[str, ...] = ()  # RESUME_SETTINGS taken from the command line on resume
 
     @property
     def name(self) -> str:
@@ -101,18 +106,20 @@ def join(base: str, name: str) -> str:
 
 def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compose) -> Sweep:
     """The sweep that ``python -m infnet.tune <overrides>`` runs (new or resumed); see the module docstring."""
-    first = compose_fn([o for o in overrides if override_key(o) == "search_space" or override_key(o).startswith("tune.")], "tune")
+    first = compose_fn([o for o in overrides if override_key(o) == "search_space" or override_key(o).startswith(("tune.", "tracking."))],
+                       "tune")
+    given = {key: OmegaConf.select(first, key) for key in RESUME_SETTINGS if key in {override_key(o) for o in overrides}}
     if first.tune.resume:
         path = absolute_storage(str(first.tune.resume)).rstrip("/")
         stored = read_state(path)
         if stored is None:
             raise SweepError(f"tune.resume={first.tune.resume}: no {STATE_FILE} in {path}: not an infnet sweep")
-        return from_state(stored, path)
+        return from_state(stored, path, given)
     storage = absolute_storage(str(first.tune.storage_path))
     if first.tune.name:
         path = join(storage, str(first.tune.name))
         if (stored := read_state(path)) is not None:
-            return from_state(stored, path)
+            return from_state(stored, path, given)
     space = load_search_space(str(first.search_space), check=False)
     try:
         cfg = compose_fn(merge_overrides(space.base_overrides, overrides), "tune")
@@ -129,16 +136,21 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
     return Sweep(cfg, space, join(storage, name), resolve_uri(cfg.tracking.uri))
 
 
-def from_state(state: dict[str, Any], path: str) -> Sweep:
-    """The sweep stored in ``state`` (the content of ``infnet_sweep.json`` found in ``path``)."""
+def from_state(state: dict[str, Any], path: str, given: dict[str, Any] | None = None) -> Sweep:
+    """The sweep stored in ``state`` (the content of ``infnet_sweep.json`` found in ``path``), with the
+    ``RESUME_SETTINGS`` values ``given`` on the command line (e.g. a moved MLflow server's URI)."""
     if state.get("format") != FORMAT:
         raise SweepError(f"{join(path, STATE_FILE)}: unknown format {state.get('format')!r}")
     cfg = OmegaConf.create(state["config"])
     OmegaConf.update(cfg, "tune.storage_path", path.rsplit("/", 1)[0])
     OmegaConf.update(cfg, "tune.name", path.rsplit("/", 1)[1])
+    given = given or {}
+    for key, value in given.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    tracking_uri = resolve_uri(cfg.tracking.uri) if "tracking.uri" in given else state["tracking_uri"]
     space_state = state["search_space"]
     space = parse_search_space(space_state["spec"], space_state["name"], space_state["source"])
-    return Sweep(cfg, space, path, state["tracking_uri"], state["parent_run_id"], resumed=True)
+    return Sweep(cfg, space, path, tracking_uri, state["parent_run_id"], resumed=True, resume_settings=tuple(given))
 
 
 def _fs(path: str) -> tuple[Any, str]:
@@ -176,4 +188,4 @@ def write_state(sweep: Sweep) -> None:
         f.write(json.dumps(state, indent=1).encode())
 
 
-__all__ = ["STATE_FILE", "Sweep", "SweepError", "prepare", "read_state", "write_state"]
+__all__ = ["RESUME_SETTINGS", "STATE_FILE", "Sweep", "SweepError", "prepare", "read_state", "write_state"]

@@ -15,6 +15,9 @@ checkpoint if there is one, and reports every epoch to Tune:
     node_id       the Ray node this attempt runs on (Tune adds ``node_ip`` and ``hostname`` itself)
     first_step_at unix time of this attempt's first training step: the end of its first epoch minus
                   that epoch's ``epoch_seconds`` (so it lags by the epoch's bookkeeping, milliseconds)
+    pretrain      where the CE pretraining came from: computed | hit (another trial's, through the
+                  sweep's shared cache, :mod:`infnet.tune.pretrain_claims`) | resumed (from this trial's
+                  own checkpoint) | none (no pretraining or no cache)
 
 with a checkpoint (the ``LoopState``) every epoch except the last: the last epoch is reported after
 the test evaluation, together with ``test_f1``, ``test_f1_at_0.5`` and ``completed=1`` (ASHA stops a
@@ -23,7 +26,9 @@ trial at the report that reaches ``max_t``, so nothing may follow that report).
 The dataset arrives as ``data`` (the driver parses or reads it from the Parquet cache once and ships it
 through the Ray object store with ``tune.with_parameters``); with ``data=None`` the trial loads it itself
 (``run_training`` does), i.e. from the Parquet cache under ``data.cache_dir`` -- a path every node
-shares -- and re-parses it only if ``data.cache=false``. The child run is tagged with the attempt's node.
+shares -- and re-parses it only if ``data.cache=false``. The child run is tagged with the attempt's node and device (``infnet.device``, ``infnet.gpu_name``,
+``infnet.cuda_visible_devices``): a trial that Ray gave GPUs trains on them or fails with
+:class:`~infnet.tune.gpu.CudaUnavailable` (never silently on the CPU).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from infnet.data.types import MLCDataset
 from infnet.loop import LoopState, TrainingDiverged
 from infnet.search_space import SearchSpace
 from infnet.tune.child_runs import ERROR_TAG, RESULT_TAG, STATUS_TAG, ChildRuns
+from infnet.tune.gpu import CudaUnavailable, trial_device
 
 BASE_KEY = "base"
 CHECKPOINT_FILE = "loop_state.pt"
@@ -51,7 +57,7 @@ NODE_ID_TAG = "ray_node_id"
 NODE_IP_TAG = "ray_node_ip"
 #: Failures that repeat when the trial is retried from its checkpoint: a retry (``tune.max_failures``,
 #: meant for lost workers) re-raises them at once instead of training again.
-DETERMINISTIC = {"TrainingDiverged": TrainingDiverged, "ConfigError": ConfigError}
+DETERMINISTIC = {"TrainingDiverged": TrainingDiverged, "ConfigError": ConfigError, "CudaUnavailable": CudaUnavailable}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class TrialSettings:
 
     runs: ChildRuns
     crash_after_epoch: int | None = None  # fault injection (tests): first attempt os._exit()s after this epoch
+    pretraining: Any = None  # a pretrain_claims.SharedPretraining: where trials share CE pretrainings
 
 
 class EpochReporter:
@@ -72,6 +79,10 @@ class EpochReporter:
         self.node_id = node_id
         self.first_step_at: float | None = None
         self.last: dict[str, Any] = {}
+        self.pretrain_cache: Any = None  # set when run_training asks for its cache
+
+    def pretrain_source(self) -> str:
+        return getattr(self.pretrain_cache, "source", "none")
 
     def row(self, metrics: dict[str, float], state: LoopState) -> dict[str, Any]:
         """The Tune result of one epoch (see the module docstring)."""
@@ -84,6 +95,7 @@ class EpochReporter:
             "start_epoch": self.start_epoch,
             "node_id": self.node_id,
             "first_step_at": self.first_step_at,
+            "pretrain": self.pretrain_source(),
         }
 
     def __call__(self, epoch: int, metrics: dict[str, float], state: LoopState) -> None:
@@ -161,15 +173,32 @@ def train_trial(config: dict[str, Any], *, data: MLCDataset | None, space: Searc
             "infnet.sampled": json.dumps(space.decode(sampled))}
     logger = settings.runs.start(trial_id, ctx.get_trial_name(), container, tags, existing)
     node_id = ray.get_runtime_context().get_node_id()
-    logger.set_tags({NODE_ID_TAG: node_id, NODE_IP_TAG: ray.util.get_node_ip_address()})  # this attempt's node
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    logger.set_tags({NODE_ID_TAG: node_id, NODE_IP_TAG: ray.util.get_node_ip_address(),  # this attempt's node
+                     "infnet.cuda_visible_devices": ",".join(gpu_ids)})
     state = load_checkpoint()
     reporter = EpochReporter(int(cfg.trainer.max_epochs), int(cfg.method.get("pretrain_epochs", 0)), state.epoch if state else 0,
                              settings.crash_after_epoch, node_id)
+
+    def pretrain_cache(run_cfg: Any, run_data: Any) -> Any:
+        from infnet.tune.pretrain_claims import shared_cache_for
+
+        reporter.pretrain_cache = shared_cache_for(run_cfg, run_data, settings.pretraining, trial_id)
+        return reporter.pretrain_cache
+
     try:
-        result = run_training(cfg, data=data, on_epoch=reporter, state=state, run_logger=logger, verbose=False)
+        device, device_tags = trial_device(gpu_ids)
+        logger.set_tags(device_tags)
+        if gpu_ids or str(cfg.trainer.device) == "auto":
+            OmegaConf.update(cfg, "trainer.device", device)
+        result = run_training(cfg, data=data, on_epoch=reporter, state=state, run_logger=logger, verbose=False,
+                              pretrain_cache=pretrain_cache)
     except Exception as exc:
         settings.runs.finish(logger.run_id, "error", {ERROR_TAG: f"{type(exc).__name__}: {exc}"[:500]})
         raise
+    finally:
+        if reporter.pretrain_cache is not None:
+            reporter.pretrain_cache.release()
     final = reporter.final(result)
     settings.runs.finish(logger.run_id, "completed", {RESULT_TAG: json.dumps(final)})
     tune.report(final)
