@@ -85,7 +85,7 @@ def test_autoscaler_starts_one_gpu_node_for_four_quarter_gpu_trials(autoscaling_
     env = autoscaling_cluster
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [*TINY, "tune.address=auto", "tune.gpus_per_trial=0.25", "tune.cpus_per_trial=1", "tune.num_samples=4",
-            "tune.max_concurrent=4", "tune.scheduler=none", "tune.gpu_wait_report_s=1", "trainer.pretrain_cache=false",
+            "tune.max_concurrent=4", "tune.scheduler=none", "tune.gpu_wait_report_s=1", "tune.max_failures=0", "trainer.pretrain_cache=false",
             f"tracking.uri={uri}", f"tune.storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}", "tune.name=gpu"]
     proc = subprocess.run([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600, check=False)

@@ -42,6 +42,21 @@ def summary_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def show_warnings() -> None:
+    """Warnings of the project's loggers on stderr. Called after the config is composed: Hydra's
+    ``job_logging: disabled`` (applied at every compose) sets the root level to ERROR and disables the
+    loggers that exist by then."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.split(".")[0] == "infnet" and isinstance(logger, logging.Logger):
+            logger.disabled = False
+
+
 def with_space_overrides(args: list[str]) -> list[str]:
     """The command line with the chosen search space's ``base_overrides`` inserted before its
     overrides (the command line's own keys win), so that Hydra checks the overrides against the config
@@ -89,11 +104,11 @@ def main() -> None:
     from infnet.tune import SweepError, prepare, run_sweep
     from infnet.tune.sweep import RESUME_SETTINGS
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         sweep = prepare(captured[0])
     except (SearchSpaceError, SweepError, ConfigError) as exc:
         sys.exit(f"infnet.tune: {exc}")
+    show_warnings()
     if sweep.resumed:
         taken = ", ".join(f"{k}={OmegaConf.select(sweep.cfg, k)}" for k in sweep.resume_settings) or "nothing"
         print(f"infnet.tune: resuming sweep {sweep.path} with its stored configuration; from the command line: {taken} "

@@ -1,0 +1,68 @@
+"""A sweep submitted as a Ray job, as ``clusters/sweep.sh submit`` does on the head: ``ray job submit
+--no-wait -- python -m infnet.tune tune.address=auto ...`` against a real Ray head with its job server
+(started with ``ray start --head`` under a private ``RAY_TMPDIR``). The submitting command returns at
+once -- like an ssh session that is closed -- and the sweep must still run to the end under Ray's job
+supervisor, joining the cluster it was submitted to, with its results and summary where they belong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from test_clusters_multinode import free_port
+from test_tune_sweep import TINY
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+@pytest.fixture
+def ray_head() -> Iterator[tuple[dict[str, str], str]]:
+    """A Ray head with 2 CPUs and its dashboard (the job server); yields (environment, dashboard address)."""
+    pytest.importorskip("aiohttp", reason="Ray's job server needs ray[default]")
+    temp = tempfile.mkdtemp(prefix="infnet-job-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    env = {**os.environ, "RAY_TMPDIR": temp, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    dashboard = free_port()
+    subprocess.run([RAY, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--node-ip-address=127.0.0.1"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield env, f"http://127.0.0.1:{dashboard}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def job_status(env: dict[str, str], address: str, job_id: str) -> str:
+    out = subprocess.run([RAY, "job", "status", "--address", address, job_id], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    return out.stdout
+
+
+def test_sweep_runs_as_a_ray_job_after_the_submitter_is_gone(ray_head: tuple, tmp_path: Path) -> None:
+    env, address = ray_head
+    args = [*TINY, "tune.address=auto", "tune.num_samples=2", "tune.scheduler=none", "tune.name=job",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"tune.storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    submit = subprocess.run([RAY, "job", "submit", "--address", address, "--no-wait", "--", sys.executable, "-m", "infnet.tune", *args],
+                            env=env, capture_output=True, text=True, timeout=120, check=True)
+    job_id = next(line.split("'")[1] for line in submit.stdout.splitlines() if "submitted successfully" in line)
+    deadline = time.monotonic() + 600
+    while (status := job_status(env, address, job_id)) and "SUCCEEDED" not in status:
+        assert "FAILED" not in status and "STOPPED" not in status, status
+        assert time.monotonic() < deadline, "the sweep job did not finish"
+        time.sleep(2)
+    logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], env=env, capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+    summary = json.loads([line for line in logs.splitlines() if line.startswith("{")][-1])
+    assert summary["num_trials"] == summary["num_completed"] == 2
+    assert Path(summary["results_path"]) == tmp_path / "runs" / "job" / "results.parquet"
+    assert len(pq.read_table(summary["results_path"])) == 2
