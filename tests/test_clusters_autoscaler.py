@@ -27,6 +27,7 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 import torch
+from test_clusters_multinode import stop_ray_under
 from test_tune_resume import child_runs
 from test_tune_sweep import TINY
 
@@ -68,7 +69,7 @@ def autoscaling_cluster() -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -6,7 +6,9 @@ before it calls a cloud, and checked for the parts the walk-through relies on.
 3. our rules: a GPU worker type the autoscaler can add, Ray's image and ``setup_commands`` pinned to the
    driver's Ray and Python, the README's install (torch pin, the synced project), an MLflow server
    started on the head by ``clusters/start_mlflow.sh`` with the store locations set, bound to the
-   head's private IP with flags the installed MLflow accepts, workers joining the head, no credentials.
+   head's private IP with flags the installed MLflow accepts and reachable through a tunnel on any local
+   port, on the clouds a PostgreSQL store on the head's host (started by ``ray up`` on the head only, on
+   its loopback, with the driver the ``cluster`` extra installs), workers joining the head, no credentials.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-CLUSTERS = Path(__file__).resolve().parents[1] / "clusters"
+REPO = Path(__file__).resolve().parents[1]
+CLUSTERS = REPO / "clusters"
 CLOUD = ["gpu.yaml", "gpu-gcp.yaml"]
 ALL = [*CLOUD, "local.yaml"]
 PY = f"py{sys.version_info.major}{sys.version_info.minor}"
@@ -146,15 +149,19 @@ def test_head_starts_ray_and_mlflow_workers_join(name: str) -> None:
     assert words[-2:] == ["bash", "~/infnet/clusters/start_mlflow.sh"]
     settings = dict(w.split("=", 1) for w in words[:-2])
     assert set(settings) == {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION"}
-    assert settings["MLFLOW_BACKEND_STORE_URI"].startswith(("sqlite:///", "postgresql://", "mysql://"))
+    # a database server on the clouds (SQLite locks under concurrent trials, and the container takes it along);
+    # on your own machines SQLite on the head's disk is the default
+    stores = ("postgresql+psycopg2://",) if name in CLOUD else ("sqlite:///", "postgresql+psycopg2://")
+    assert settings["MLFLOW_BACKEND_STORE_URI"].startswith(stores)
     assert any("ray start --address=$RAY_HEAD_IP:6379" in c for c in cfg["worker_start_ray_commands"])
 
 
 def mlflow_server_args() -> list[str]:
     """The ``mlflow server ...`` arguments of ``clusters/start_mlflow.sh`` (shell variables left in)."""
     script = (CLUSTERS / "start_mlflow.sh").read_text()
-    match = re.search(r"nohup mlflow server (.*?)\s*>", script.replace("\\\n", " "))
-    assert match, "no `nohup mlflow server ...` line in start_mlflow.sh"
+    assert re.search(r'^setsid nohup mlflow server "\$\{args\[@\]\}" >', script, re.M), "no `mlflow server` started with args"
+    match = re.search(r"^args=\((.*?)\)$", script, re.M | re.S)
+    assert match, "no `args=(...)` in start_mlflow.sh"
     return shlex.split(match.group(1))
 
 
@@ -164,12 +171,73 @@ def test_mlflow_server_binds_the_private_ip_with_valid_flags() -> None:
     args = mlflow_server_args()
     assert args[args.index("--host") + 1] == "$ip"  # the node IP Ray registers (INFNET_HEAD_IP overrides)
     allowed = args[args.index("--allowed-hosts") + 1].split(",")
-    assert allowed == ["$ip:$port", "localhost:$port", "127.0.0.1:$port"]  # workers, and the laptop's tunnel
+    assert allowed == ["$ip:$port", "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]  # workers, a tunnel's local end
     concrete = [a.replace("$ip", "10.0.0.1").replace("$port", "5000").replace("$MLFLOW_BACKEND_STORE_URI", "sqlite:////tmp/m.db")
                 .replace("$MLFLOW_ARTIFACTS_DESTINATION", "s3://bucket/a") for a in args if a != "$@"]
     ctx = server.make_context("server", concrete)  # raises on an unknown option or a bad value
     assert ctx.params["host"] == "10.0.0.1" and ctx.params["port"] == 5000
     assert ctx.params["artifacts_destination"] == "s3://bucket/a"
+
+
+def test_allowed_hosts_admit_a_tunnel_on_any_local_port_only() -> None:
+    """MLflow's own Host-header check on the allowed hosts as the head fills them in (IP 10.0.0.1, port 5000)."""
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    args = mlflow_server_args()
+    hosts = [h.replace("$ip", "10.0.0.1").replace("$port", "5000") for h in args[args.index("--allowed-hosts") + 1].split(",")]
+    for host in ["10.0.0.1:5000", "localhost:5000", "localhost:8765", "127.0.0.1:9999", "localhost"]:
+        assert is_allowed_host_header(hosts, host), host
+    for host in ["evil.example.com", "evil.example.com:5000", "localhost.evil.example.com:80", "10.0.0.1:8080", "10.0.0.2:5000"]:
+        assert not is_allowed_host_header(hosts, host), host
+
+
+def head_postgres(cfg: dict[str, Any]) -> list[str]:
+    """The words of the ``docker run`` that starts MLflow's PostgreSQL among the head's initialization commands."""
+    (line,) = [c for c in cfg["initialization_commands"] if "docker run" in c]
+    return shlex.split(line)
+
+
+@pytest.mark.parametrize("name", CLOUD)
+def test_postgres_runs_on_the_head_host_only(name: str) -> None:
+    from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+
+    cfg = ray_prepared(load(name))
+    # `ray up` runs the top-level initialization_commands on the head (on the host, before its container
+    # starts); it ignores the head type's own. The autoscaler runs a worker type's own, else the top-level ones.
+    assert "initialization_commands" not in cfg["available_node_types"][cfg["head_node_type"]]
+    words = head_postgres(cfg)
+    autoscaler = AutoscalingConfig(cfg, skip_content_hash=True)
+    for node_type in set(cfg["available_node_types"]) - {cfg["head_node_type"]}:
+        assert not any("postgres" in c for c in autoscaler.get_initialization_commands(node_type)), node_type
+    # started unless it runs (`ray up` again), restarted with the host, on the host's disk (outside the container)
+    line = next(c for c in cfg["initialization_commands"] if "docker run" in c)
+    assert line.startswith("docker start infnet-mlflow-db 2>/dev/null || docker run -d ")
+    assert words[words.index("--restart") + 1] == "unless-stopped" and words[words.index("--name") + 1] == "infnet-mlflow-db"
+    volume = words[words.index("-v") + 1]
+    assert volume.startswith("$HOME/") and volume.endswith(":/var/lib/postgresql/data")
+    image = next(w for w in words if w.startswith("postgres:"))
+    assert re.fullmatch(r"postgres:\d+", image)  # a major version: its data files are only readable by that one
+    # on the host's loopback only: the host's network (no published port) and listen_addresses
+    assert words[words.index("--network") + 1] == "host" and "-p" not in words and "--publish" not in words
+    assert words[words.index(image) + 1:] == ["-c", "listen_addresses=127.0.0.1"]
+    env = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "-e")
+    assert env == {"POSTGRES_USER": "mlflow", "POSTGRES_DB": "mlflow", "POSTGRES_HOST_AUTH_METHOD": "trust"}  # no password
+    assert any("pg_isready" in c and "-h 127.0.0.1" in c for c in cfg["initialization_commands"])  # ready before MLflow
+    # ... and the MLflow store is that server, through the driver the head installs
+    from sqlalchemy.engine import make_url
+
+    store = make_url(dict(w.split("=", 1) for w in shlex.split(mlflow_line(cfg))[:-2])["MLFLOW_BACKEND_STORE_URI"])
+    assert (store.username, store.password, store.host, store.port, store.database) == ("mlflow", None, "127.0.0.1", 5432, "mlflow")
+    assert store.get_dialect().driver == "psycopg2"  # SQLAlchemy >= 2.1 maps a bare postgresql:// to psycopg 3
+
+
+@pytest.mark.parametrize("name", CLOUD)
+def test_head_installs_the_cluster_extra(name: str) -> None:
+    import tomllib
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cluster"]
+    assert {re.split(r"[<>=\[]", r)[0] for r in extra} >= {"psycopg2-binary", "boto3"}
+    assert 'pip install -q -e "$HOME/infnet[cluster]"' in [c.split("  #")[0].strip() for c in load(name)["head_setup_commands"]]
 
 
 @pytest.mark.parametrize("name", ALL)

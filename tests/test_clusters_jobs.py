@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_clusters_multinode import free_port
+from test_clusters_multinode import free_port, stop_ray_under
 from test_tune_sweep import TINY
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -38,30 +38,26 @@ def ray_head() -> Iterator[tuple[dict[str, str], str]]:
     try:
         yield env, f"http://127.0.0.1:{dashboard}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def job_status(env: dict[str, str], address: str, job_id: str) -> str:
-    out = subprocess.run([RAY, "job", "status", "--address", address, job_id], env=env, capture_output=True, text=True,
-                         timeout=120, check=True)
-    return out.stdout
-
-
 def test_sweep_runs_as_a_ray_job_after_the_submitter_is_gone(ray_head: tuple, tmp_path: Path) -> None:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
     env, address = ray_head
     args = [*TINY, "tune.address=auto", "tune.num_samples=2", "tune.scheduler=none", "tune.name=job",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"tune.storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}"]
     submit = subprocess.run([RAY, "job", "submit", "--address", address, "--no-wait", "--", sys.executable, "-m", "infnet.tune", *args],
-                            env=env, capture_output=True, text=True, timeout=120, check=True)
-    job_id = next(line.split("'")[1] for line in submit.stdout.splitlines() if "submitted successfully" in line)
+                            env=env, capture_output=True, text=True, timeout=120, check=True)  # returns at once, the job runs on
+    job_id = next(line.split("'")[1] for line in (submit.stdout + submit.stderr).splitlines() if "submitted successfully" in line)
+    client = JobSubmissionClient(address)
     deadline = time.monotonic() + 600
-    while (status := job_status(env, address, job_id)) and "SUCCEEDED" not in status:
-        assert "FAILED" not in status and "STOPPED" not in status, status
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.monotonic() < deadline, "the sweep job did not finish"
         time.sleep(2)
-    logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], env=env, capture_output=True, text=True,
-                          timeout=120, check=True).stdout
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
     summary = json.loads([line for line in logs.splitlines() if line.startswith("{")][-1])
     assert summary["num_trials"] == summary["num_completed"] == 2
     assert Path(summary["results_path"]) == tmp_path / "runs" / "job" / "results.parquet"

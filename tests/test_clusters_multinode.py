@@ -81,6 +81,30 @@ def stop_group(pgid: int, timeout: float = 30) -> None:
             return
 
 
+def stop_ray_under(temp: str, timeout: float = 30) -> None:
+    """Kill the Ray processes whose command line names ``temp`` (their RAY_TMPDIR): the cluster a test
+    started, and nothing else (``ray stop`` would stop every Ray runtime on the machine)."""
+    def pids() -> list[int]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if temp in cmdline.read_bytes().decode(errors="replace") and int(cmdline.parent.name) != os.getpid():
+                    found.append(int(cmdline.parent.name))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while pids() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     """``clusters/start_mlflow.sh`` started (it returns once the server answers, ~20 s: set up the
