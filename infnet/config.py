@@ -12,6 +12,9 @@ from omegaconf import DictConfig
 
 METHODS = ("ce", "spen", "tu_gimpel", "seal", "implicit", "crf")
 SOLVERS = ("cg", "neumann", "identity", "dense", "unrolled")
+DENSE_MAX_PARAMS = 4096
+"""The most ψ parameters ``method.solver=dense`` accepts: it builds the n×n matrix H + ρI from n
+Hessian-vector products at every outer step (n = 4096: 64 MiB per float32 copy, 4096 HVPs)."""
 
 
 class ConfigError(ValueError):
@@ -99,3 +102,16 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no main-phase epoch after "
             f"method.pretrain_epochs={cfg.method.pretrain_epochs}"
         )
+
+
+def check_dense_solver(solver: str, implicit_params: str, n_psi: int) -> None:
+    """Raise ``ConfigError`` if ``method.solver=dense`` would materialise the Hessian of ``n_psi`` >
+    ``DENSE_MAX_PARAMS`` parameters of ψ (checked when the method is built, before any training)."""
+    if solver != "dense" or n_psi <= DENSE_MAX_PARAMS:
+        return
+    smaller = "method.implicit_params=head (only the output layer in ψ), " if implicit_params != "head" else ""
+    raise ConfigError(
+        f"method.solver=dense materialises the {n_psi}×{n_psi} Hessian: method.implicit_params={implicit_params} puts "
+        f"{n_psi} parameters in ψ, more than the {DENSE_MAX_PARAMS} the dense solver accepts. Use method.solver=cg "
+        f"(or neumann: Hessian-vector products only), or {smaller}or a smaller model"
+    )

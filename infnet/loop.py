@@ -8,6 +8,12 @@ The dev-best main-phase state is kept; when pretraining ends, its dev-best state
 dev-best state at the dev-tuned decision (threshold). Non-finite losses stop the run with
 ``TrainingDiverged``. Metrics are logged as ``dev/<metric>`` and ``dev/best_<metric>`` with the
 task's metric name (``f1`` or ``acc``).
+
+A resumed run is the same run: the ``LoopState`` checkpointed after each epoch carries every random
+stream the rest of the run draws from (torch's generators, the batch samplers' numpy generators) and the
+method's own counters (in its state dict), so training resumed from it continues exactly as if it had
+never stopped. A run whose pretraining comes from the pretraining cache replays the cached epochs'
+metrics through ``on_replay`` (logging only: those epochs are not trained, reported or checkpointed).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import copy
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +51,40 @@ class LoopState:
     pretrain_best_metric: float = -math.inf
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    rng: dict[str, Any] | None = None  # the random streams after ``epoch`` (:func:`capture_rng`)
 
 
 EpochCallback = Callable[[int, dict[str, float], LoopState], None]
+ReplayCallback = Callable[[int, dict[str, float]], None]
+Streams = Mapping[str, np.random.Generator]
+
+
+def capture_rng(device: torch.device, streams: Streams) -> dict[str, Any]:
+    """The state of every random stream a run's future draws from, as plain data: ``torch`` (the CPU
+    generator, a uint8 tensor), ``cuda`` (the generator of ``device``, when it is a GPU) and ``numpy``
+    (name -> bit-generator state of each of ``streams``, the batch samplers' generators)."""
+    saved: dict[str, Any] = {"torch": torch.get_rng_state()}
+    saved["numpy"] = {name: generator.bit_generator.state for name, generator in streams.items()}
+    if device.type == "cuda":
+        saved["cuda"] = torch.cuda.get_rng_state(device)
+    return saved
+
+
+def restore_rng(saved: dict[str, Any], device: torch.device, streams: Streams) -> None:
+    """Put the random streams back where :func:`capture_rng` saw them. A stream of ``streams`` that
+    ``saved`` lacks keeps its state (a pretraining-cache entry has none: pretraining samples no batches).
+
+    Raises:
+        ValueError: ``saved`` has a numpy stream this run does not (a checkpoint of another configuration).
+    """
+    numpy_states = saved.get("numpy", {})
+    if unknown := sorted(set(numpy_states) - set(streams)):
+        raise ValueError(f"the checkpoint has random streams {unknown} that this run lacks (it has {sorted(streams)})")
+    torch.set_rng_state(saved["torch"])
+    if device.type == "cuda" and "cuda" in saved:
+        torch.cuda.set_rng_state(saved["cuda"], device)
+    for name, state in numpy_states.items():
+        streams[name].bit_generator.state = state
 
 
 def evaluate(method: Method, split: Any, device: torch.device) -> torch.Tensor:
@@ -60,13 +97,15 @@ PRETRAIN_KEYS = ("infnet", "opt_infnet", "main")
 
 def pretrain_part(state: LoopState) -> LoopState:
     """A copy of ``state`` whose method states keep only what pretraining trains (the inference
-    network and its optimiser), so that it can seed any method and any energy configuration."""
+    network and its optimiser) and whose random streams keep only torch's (pretraining samples no
+    batches), so that it can seed any method and any energy configuration."""
 
     def keep(d: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if d is None else {k: v for k, v in d.items() if k in PRETRAIN_KEYS}
 
     part = copy.deepcopy(state)
     part.method_state, part.pretrain_best_state = keep(part.method_state), keep(part.pretrain_best_state)
+    part.rng = {k: v for k, v in (part.rng or {}).items() if k != "numpy"}
     return part
 
 
@@ -87,15 +126,25 @@ def fit(
     state: LoopState | None = None,
     on_epoch: EpochCallback | None = None,
     pretrain_cache: PretrainCache | None = None,
+    streams: Streams | None = None,
+    on_replay: ReplayCallback | None = None,
 ) -> LoopState:
     """Train ``method`` on ``data.train`` for ``max_epochs`` epochs (resuming from ``state``).
 
-    With ``pretrain_cache``, a stored CE pretraining is reused (and a new one stored).
+    ``on_epoch(epoch, metrics, state)`` follows every trained epoch. ``streams`` are the numpy
+    generators of the method's batch samplers (by name): checkpointed with torch's in ``state.rng``.
+    With ``pretrain_cache``, a stored CE pretraining is reused (and a new one stored); the cached
+    epochs' metrics then go to ``on_replay(epoch, metrics)`` (not to ``on_epoch``).
     """
+    streams = streams or {}
     state = state or LoopState()
     if pretrain_cache is not None and state.epoch == 0 and (entry := pretrain_cache.load()) is not None:
         state = entry["state"]
-        torch.set_rng_state(entry["rng"])
+        if on_replay is not None:
+            for row in state.history:  # the cached (pretraining) epochs
+                on_replay(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+    if state.rng is not None:
+        restore_rng(state.rng, device, streams)
     if state.method_state is not None:
         if state.method_state.get("main") and not method.main:
             method.begin_main()
@@ -108,7 +157,7 @@ def fit(
         start = time.perf_counter()
         if not method.main and epoch == method.pretrain_epochs:
             if pretrain_cache is not None and state.method_state is not None:
-                pretrain_cache.save({"state": pretrain_part(state), "rng": torch.get_rng_state()})
+                pretrain_cache.save({"state": pretrain_part(state)})
             method.load_state_dict(state.pretrain_best_state or method.state_dict())
             method.begin_main()
         rng = np.random.default_rng([seed, epoch])
@@ -148,6 +197,7 @@ def fit(
         state.history.append({"epoch": float(epoch), **metrics})
         state.epoch = epoch + 1
         state.method_state = snapshot
+        state.rng = capture_rng(device, streams)
         if on_epoch is not None:
             on_epoch(epoch, metrics, state)
     return state

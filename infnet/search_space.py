@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,11 @@ def _with_values(cfg: DictConfig | Mapping[str, Any], values: Mapping[str, Any])
 
 
 def search_space_dir() -> Path:
-    """Where named spaces live: ``$INFNET_SEARCH_SPACES``, else ``search_spaces/`` beside the package."""
+    """Where named spaces live: ``$INFNET_SEARCH_SPACES``, else the package's ``infnet/search_spaces``: in a
+    checkout a link to the top-level ``search_spaces/`` (the files to edit; resolved, so messages name them),
+    in an installed wheel the copy it ships."""
     env = os.environ.get("INFNET_SEARCH_SPACES")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "search_spaces"
+    return Path(env) if env else Path(str(files("infnet") / "search_spaces")).resolve()
 
 
 def available() -> list[str]:

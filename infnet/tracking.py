@@ -7,10 +7,12 @@ the CLI process and inside Ray Tune workers. MLflow is imported lazily.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +45,62 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<path>`` store; None for other stores (and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``<database>.lock`` beside a SQLite store's file, so that one
+    process at a time creates its schema and its experiments (processes that start together share a
+    file-based store; a tracking server serialises its own clients). No-op for other stores."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:  # closing the file releases the lock
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def quiet_store_setup() -> Iterator[None]:
+    """Without MLflow's INFO lines about creating database tables (its warnings still show)."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create (or find) experiment ``name`` in the store at ``uri``; returns its id.
 
-    Call it once from the driver before concurrent writers appear (a fresh SQLite store migrates
-    its schema on first contact). A new experiment in a SQLite store keeps its artifacts in
-    ``mlruns/`` beside the database file (MLflow's default is ``./mlruns`` of whichever process
-    creates the experiment).
+    A fresh SQLite store creates its schema on first contact; that and the experiment's creation
+    happen under :func:`store_lock`, so processes started together on a new store do not race
+    (MLflow caches the store object per URI: this process's later clients of ``uri`` reuse it).
+    A new experiment in a SQLite store keeps its artifacts in ``mlruns/`` beside the database file
+    (MLflow's default is ``./mlruns`` of whichever process creates the experiment).
     """
     import mlflow
 
-    client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").as_uri() if uri.startswith("sqlite:////") else None
-    return client.create_experiment(name, artifact_location=location)
+    with store_lock(uri), quiet_store_setup():
+        client = mlflow.MlflowClient(uri)
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        db = sqlite_path(uri)
+        location = (db.parent / "mlruns").as_uri() if db is not None and db.is_absolute() else None
+        return client.create_experiment(name, artifact_location=location)
 
 
 class RunLogger:
@@ -75,13 +117,13 @@ class RunLogger:
     ) -> None:
         import mlflow
 
-        self.client = mlflow.MlflowClient(uri)
+        exp_id = ensure_experiment(uri, experiment) if run_id is None else None  # a new store's schema: under its lock
+        self.client = mlflow.MlflowClient(uri)  # MLflow builds (and caches) the store here
         self.uri = uri
         if run_id is not None:
             self.run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
             return
-        exp_id = ensure_experiment(uri, experiment)
         run = self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
         self.run_id = run.info.run_id
         if params:

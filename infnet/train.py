@@ -17,6 +17,7 @@ import random
 import tempfile
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,6 @@ from infnet.config import ConfigError, validate
 from infnet.data.outer import hold_out
 from infnet.loop import LoopState, fit, predict_test, score_test
 from infnet.methods import MethodContext, build_method
-from infnet.methods.base import BatchSampler
 from infnet.pretrain_cache import PretrainCache, cache_for
 from infnet.tasks import build_task
 
@@ -48,22 +48,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_sampler(split: Any, batch_size: int, seed: int, device: torch.device, stream: int = 7919) -> BatchSampler:
+@dataclass
+class RandomBatches:
+    """A batch sampler (``infnet.methods.base.BatchSampler``): each call returns a random batch of
+    ``split`` (x, y (B, *S), indices (B,)) drawn with its own generator ``rng`` (which the training
+    loop checkpoints)."""
+
+    split: Any
+    batch_size: int
+    rng: np.random.Generator
+    device: torch.device
+
+    def __call__(self) -> tuple[Any, torch.Tensor, np.ndarray]:
+        idx = self.rng.choice(len(self.split), size=min(self.batch_size, len(self.split)), replace=False)
+        x, y = self.split.batch(idx)
+        return x.to(self.device), y.to(self.device), idx
+
+
+def make_sampler(split: Any, batch_size: int, seed: int, device: torch.device, stream: int = 7919) -> RandomBatches:
     """A sampler of random batches of ``split`` (x, y (B, *S), indices (B,)) with its own generator,
     seeded by ``seed`` and ``stream`` (different streams give independent samplers)."""
-    rng = np.random.default_rng([seed, stream])
-
-    def sample() -> tuple[Any, torch.Tensor, np.ndarray]:
-        idx = rng.choice(len(split), size=min(batch_size, len(split)), replace=False)
-        x, y = split.batch(idx)
-        return x.to(device), y.to(device), idx
-
-    return sample
+    return RandomBatches(split, batch_size, np.random.default_rng([seed, stream]), device)
 
 
-def progress_line(epoch: int, max_epochs: int, metrics: dict[str, float], metric: str = "f1") -> str:
-    """One line of progress for an epoch's ``metrics`` (``dev/<metric>`` is the selection metric)."""
-    phase = "main" if metrics.get("phase_main") else "pretrain"
+def progress_line(epoch: int, max_epochs: int, metrics: dict[str, float], metric: str = "f1", cached: bool = False) -> str:
+    """One line of progress for an epoch's ``metrics`` (``dev/<metric>`` is the selection metric;
+    ``cached``: an epoch replayed from the pretraining cache)."""
+    phase = ("main" if metrics.get("phase_main") else "pretrain") + (", cached" if cached else "")
     losses = " ".join(f"{k.removeprefix('train/loss/')}={v:.4g}" for k, v in metrics.items() if k.startswith("train/loss/"))
     thr = f" thr={metrics['dev/threshold']:.3f}" if "dev/threshold" in metrics else ""
     return (
@@ -83,7 +94,9 @@ def run_training(
 ) -> dict[str, Any]:
     """Train, select on dev, evaluate on test; log to ``run_logger`` (an MLflow ``RunLogger``) if given.
     ``pretrain_cache(cfg, data)`` gives the CE pretraining cache (default: the node-local one, if
-    ``trainer.pretrain_cache``; sweeps share theirs through their storage).
+    ``trainer.pretrain_cache``; sweeps share theirs through their storage). ``on_epoch(epoch, metrics,
+    state)`` follows every trained epoch; epochs taken from the pretraining cache are only logged (progress
+    line, ``run_logger``), with the metrics the run that computed them logged.
 
     Returns the result dict (also the JSON line of the CLI). Raises ``TrainingDiverged`` on NaN.
     """
@@ -101,9 +114,11 @@ def run_training(
     data, outer = hold_out(data, outer_fraction, t.seed)
     task = build_task(data, cfg.model)
     sampler = make_sampler(data.train, t.batch_size, t.seed, device)
+    streams = {"train": sampler.rng}
     outer_sampler = None
     if cfg.method.get("outer_data", "train") == "heldout":
         outer_sampler = make_sampler(outer, t.batch_size, t.seed, device, stream=7927)
+        streams["outer"] = outer_sampler.rng
     unlabeled_sampler = None
     energy_data = cfg.method.get("energy_data", "train")
     has_unlabeled = getattr(data, "unlabeled", None) is not None
@@ -112,20 +127,29 @@ def run_training(
             raise ConfigError(f"method.energy_data=unlabeled needs unlabeled inputs; data={cfg.data.name} has none "
                               "(synthetic data: set data.n_unlabeled)")
         unlabeled_sampler = make_sampler(data.unlabeled, t.batch_size, t.seed, device, stream=7933)
+        streams["unlabeled"] = unlabeled_sampler.rng
     method = build_method(MethodContext(task, cfg.model, cfg.method, device, sampler, data.train, outer_sampler,
                                         unlabeled_sampler))
     torch.manual_seed(t.seed)  # the same random stream from here on, whichever modules the method built
 
-    def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
+    def log_epoch(epoch: int, metrics: dict[str, float], cached: bool = False) -> None:
+        """Progress line and MLflow metrics of one epoch (``cached``: replayed from the pretraining cache)."""
         if verbose:
-            print(progress_line(epoch, t.max_epochs, metrics, task.metric), file=sys.stderr, flush=True)
+            print(progress_line(epoch, t.max_epochs, metrics, task.metric, cached), file=sys.stderr, flush=True)
         if run_logger is not None:
             run_logger.log_metrics(metrics, step=epoch)
+
+    def epoch_hook(epoch: int, metrics: dict[str, float], st: LoopState) -> None:
+        log_epoch(epoch, metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics, st)
 
+    def replay_hook(epoch: int, metrics: dict[str, float]) -> None:
+        log_epoch(epoch, metrics, cached=True)  # logged only: ``on_epoch`` (Tune's reports, checkpoints) never sees it
+
     cache = pretrain_cache(cfg, data)
-    state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook, pretrain_cache=cache)
+    state = fit(method, data, t.max_epochs, t.batch_size, t.seed, device, state=state, on_epoch=epoch_hook,
+                pretrain_cache=cache, streams=streams, on_replay=replay_hook)
     metric = task.metric
     result: dict[str, Any] = {
         "method": cfg.method.name,
@@ -185,17 +209,17 @@ def main_with_tracking(cfg: DictConfig, data: Any | None = None) -> dict[str, An
     return {**result, "mlflow_run_id": logger.run_id, "mlflow_tracking_uri": uri}
 
 
-def _hydra_entry() -> None:
-    import hydra
+def _cli_main() -> None:
+    """Train once per config on the command line (several with Hydra's ``--multirun``); one JSON line each."""
+    from infnet.cli import parse_command_line
 
-    @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-    def _main(cfg: DictConfig) -> None:
-        logging.basicConfig(level=logging.WARNING)
-        result = main_with_tracking(cfg)
-        print(json.dumps(result), flush=True)
-
-    _main()
+    configs = parse_command_line("infnet.train", "config", lambda cfg: cfg)
+    logging.basicConfig(level=logging.WARNING)
+    for cfg in configs:
+        print(json.dumps(main_with_tracking(cfg)), flush=True)
 
 
 if __name__ == "__main__":
-    _hydra_entry()
+    from infnet.cli import run_cli
+
+    run_cli("infnet.train", _cli_main)

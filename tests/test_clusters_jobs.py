@@ -35,11 +35,28 @@ def ray_head() -> Iterator[tuple[dict[str, str], str]]:
     subprocess.run([RAY, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=true",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--node-ip-address=127.0.0.1"],
                    env=env, check=True, capture_output=True, timeout=180)
+    address = f"http://127.0.0.1:{dashboard}"
     try:
-        yield env, f"http://127.0.0.1:{dashboard}"
+        wait_for_job_server(address)
+        yield env, address
     finally:
         stop_ray_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def wait_for_job_server(address: str, timeout: float = 180) -> None:
+    """The dashboard (and its job server) starts after ``ray start`` returns: wait until it answers."""
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            JobSubmissionClient(address).list_jobs()
+            return
+        except Exception:  # noqa: BLE001 - connection refused / not ready yet, in whichever form the SDK raises it
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def test_sweep_runs_as_a_ray_job_after_the_submitter_is_gone(ray_head: tuple, tmp_path: Path) -> None:
@@ -49,7 +66,8 @@ def test_sweep_runs_as_a_ray_job_after_the_submitter_is_gone(ray_head: tuple, tm
     args = [*TINY, "tune.address=auto", "tune.num_samples=2", "tune.scheduler=none", "tune.name=job",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"tune.storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}"]
     submit = subprocess.run([RAY, "job", "submit", "--address", address, "--no-wait", "--", sys.executable, "-m", "infnet.tune", *args],
-                            env=env, capture_output=True, text=True, timeout=120, check=True)  # returns at once, the job runs on
+                            env=env, capture_output=True, text=True, timeout=120, check=False)  # returns at once, the job runs on
+    assert submit.returncode == 0, submit.stderr[-2000:]
     job_id = next(line.split("'")[1] for line in (submit.stdout + submit.stderr).splitlines() if "submitted successfully" in line)
     client = JobSubmissionClient(address)
     deadline = time.monotonic() + 600

@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
+from infnet.compose import compose
+from infnet.config import DENSE_MAX_PARAMS, ConfigError
+from infnet.data import load_mlc
 from infnet.implicit import HypergradError, hypergrad
+from infnet.implicit.solvers import safeguard_alpha
+from infnet.methods import MethodContext, build_method
+from infnet.tasks import build_task
+from infnet.train import run_training
 
 DT = torch.float64
 
@@ -92,6 +99,50 @@ def test_non_finite_solution_identity_fallback(solver, mode):
     assert not info.converged
     torch.testing.assert_close(grads["w"], -2 * (_t([0.0, 1.0]) - 1.0), rtol=0, atol=0)  # −I · ∂F/∂x
     assert torch.isfinite(grads["w"]).all()
+
+
+def unit_inner(psi, th):
+    """``singular_inner`` without its singular term: H = I exactly (same ∂²G/∂w∂x = I)."""
+    x = psi["x"]
+    return 0.5 * (x**2).sum() + th["w"] @ x
+
+
+@pytest.mark.parametrize("damping", [0.0, 1.0, 10.0])
+@pytest.mark.parametrize("solver", ["cg", "dense"])
+def test_identity_fallback_is_the_damped_solve_with_the_hessian_replaced_by_identity(solver, damping):
+    grads, info = hypergrad(*SINGULAR_ARGS, solver=solver, damping=damping)
+    assert info.fallback == f"non-finite {solver} solution; identity approximation (alpha={1 / (1 + damping):g})"
+    exact, exact_info = hypergrad(unit_inner, *SINGULAR_ARGS[1:], solver="dense", damping=damping)  # (I + ρI) u = ∂F/∂x
+    assert exact_info.fallback is None and exact_info.residual <= 1e-15
+    torch.testing.assert_close(grads["w"], exact["w"], rtol=1e-15, atol=0)
+    assert float(grads["w"].norm()) == pytest.approx(2.0 / (1 + damping), rel=1e-15)  # ‖∂F/∂x‖ = 2: not ρ× too large
+
+
+def test_identity_fallback_step_tends_to_the_damped_solution():
+    """u = v/(1 + ρ) against the exact (H + ρI)⁻¹ v of an SPD H: relative gap ≤ ‖H − I‖/(λ_min + ρ) → 0,
+    while the undamped step v is ≥ (λ_min + ρ)× too long."""
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=DT))
+    eigs = _t([0.5, 1.0, 1.5, 2.0, 3.0])
+    h, v = q @ torch.diag(eigs) @ q.T, torch.randn(5, generator=gen, dtype=DT)
+    gaps = []
+    for rho in (1.0, 10.0, 100.0, 1000.0):
+        exact = torch.linalg.solve(h + rho * torch.eye(5, dtype=DT), v)
+        step = safeguard_alpha(None, rho) * v
+        gaps.append(float((step - exact).norm() / step.norm()))
+        assert gaps[-1] <= float(torch.linalg.matrix_norm(h - torch.eye(5, dtype=DT), 2)) / (0.5 + rho) * (1 + 1e-12)
+        assert float(v.norm() / exact.norm()) >= 0.5 + rho
+    assert gaps[-1] < 1e-3 and all(b < a for a, b in zip(gaps, gaps[1:]))
+    assert safeguard_alpha(0.3, 10.0) == 0.3  # a given alpha is kept
+
+
+def test_negative_curvature_first_iteration_identity_is_damped():
+    def concave(psi, th):  # H = −I − diag(cos x), below −1.9 I at x: still negative with ρ = 1
+        return -0.5 * (psi["x"] ** 2).sum() + th["w"] @ psi["x"] + torch.cos(psi["x"]).sum()
+
+    grads, info = hypergrad(concave, linear_outer, {"x": _t([0.1, -0.2])}, {"w": _t([1.0, 2.0])}, solver="cg", damping=1.0)
+    assert info.negative_curvature and info.iterations == 0 and "negative curvature" in info.fallback
+    torch.testing.assert_close(grads["w"], -_t([2.0, 1.0]) / 2, rtol=1e-15, atol=0)  # u = ∂F/∂x / (1 + ρ)
 
 
 def test_non_finite_solution_zero_and_raise():
@@ -228,3 +279,50 @@ def test_outer_value_is_f_at_the_given_psi_or_the_last_unrolled_iterate(solver):
     for _ in range(3):
         x = x - 0.1 * (_t([1.0, 4.0]) * x - theta["w"])
     assert info.outer_value == pytest.approx(float(((x - 1.0) ** 2).sum()), rel=1e-12)
+
+
+DENSE_DATA = load_mlc({"name": "synthetic_mlc", "n_train": 40, "n_dev": 20, "n_test": 20, "n_features": 16, "n_labels": 8,
+                       "cache": False})
+
+
+def _dense_overrides(implicit_params: str, hidden: int, solver: str = "dense") -> list[str]:
+    """The implicit method with ``solver`` on a 16 -> hidden -> 8 network."""
+    return ["method=implicit", f"method.solver={solver}", f"method.implicit_params={implicit_params}", f"model.hidden=[{hidden}]"]
+
+
+def _build(overrides: list[str]):
+    """The implicit method of ``overrides`` on ``DENSE_DATA`` (built, not trained)."""
+    cfg = compose(overrides)
+    task = build_task(DENSE_DATA, cfg.model)
+    return build_method(MethodContext(task, cfg.model, cfg.method, torch.device("cpu"), None, DENSE_DATA.train))
+
+
+def _n_psi(implicit_params: str, hidden: int) -> int:
+    """ψ of the 16 -> hidden -> 8 network: its head, or all of it."""
+    head = (hidden + 1) * 8
+    return head if implicit_params == "head" else (16 + 1) * hidden + head
+
+
+@pytest.mark.parametrize(("implicit_params", "hidden"), [("head", DENSE_MAX_PARAMS // 8 - 1), ("all", 150), ("head", 150)])
+def test_dense_solver_is_built_up_to_the_stated_size(implicit_params, hidden):
+    assert _n_psi(implicit_params, hidden) <= DENSE_MAX_PARAMS
+    method = _build(_dense_overrides(implicit_params, hidden))
+    assert sum(p.numel() for p in method.implicit_module().parameters()) == _n_psi(implicit_params, hidden)
+
+
+@pytest.mark.parametrize(("implicit_params", "hidden"), [("head", DENSE_MAX_PARAMS // 8), ("all", 200)])
+def test_dense_solver_above_the_stated_size_is_refused_before_training(implicit_params, hidden):
+    n = _n_psi(implicit_params, hidden)
+    assert n > DENSE_MAX_PARAMS
+    epochs, caches = [], []
+    cfg = compose([*_dense_overrides(implicit_params, hidden), "trainer.pretrain_cache=true"])
+    with pytest.raises(ConfigError) as error:
+        run_training(cfg, data=DENSE_DATA, verbose=False, on_epoch=lambda *a: epochs.append(a),
+                     pretrain_cache=lambda *a: caches.append(a))
+    message = str(error.value)
+    for part in ("method.solver=dense", f"method.implicit_params={implicit_params}", f"{n} parameters",
+                 str(DENSE_MAX_PARAMS), "method.solver=cg"):
+        assert part in message
+    assert ("method.implicit_params=head (" in message) == (implicit_params == "all")
+    assert epochs == [] and caches == []
+    assert _build(_dense_overrides(implicit_params, hidden, solver="cg")).hp.solver == "cg"  # the suggested solver builds

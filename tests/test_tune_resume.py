@@ -1,6 +1,7 @@
 """``python -m infnet.tune`` as a subprocess: a driver killed (SIGKILL) mid-sweep is resumed without
 losing or duplicating trials or MLflow runs; re-running a finished sweep's command changes nothing;
-slow: the embedded default, and a sweep logging to an ``http://`` MLflow tracking server."""
+the README's main command exactly (the embedded default), and a sweep logging to an ``http://`` MLflow
+tracking server (the cluster's path)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pyarrow.parquet as pq
-import pytest
+from test_tune_sweep import TINY
 
 SMALL = ["data.n_train=1000", "data.n_dev=200", "data.n_test=200", "trainer.max_epochs=8", "method.pretrain_epochs=4",
          "tracking.log_model=false"]
@@ -92,7 +93,6 @@ def test_killed_driver_resumes_without_losing_or_duplicating(tmp_path: Path) -> 
     assert len(client.search_runs([client.get_experiment_by_name("infnet-sweep").experiment_id], "attributes.run_name = 'killed'")) == 1
 
 
-@pytest.mark.slow
 def test_embedded_default(tmp_path: Path) -> None:
     proc = tune_cli([], tmp_path, timeout=600)
     summary = last_json(proc)
@@ -103,7 +103,6 @@ def test_embedded_default(tmp_path: Path) -> None:
     assert "[tune" in proc.stderr and f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in proc.stdout
 
 
-@pytest.mark.slow
 def test_sweep_logs_to_an_http_tracking_server(tmp_path: Path) -> None:
     import socket
     import urllib.request
@@ -124,7 +123,7 @@ def test_sweep_logs_to_an_http_tracking_server(tmp_path: Path) -> None:
                 break
             except OSError:
                 time.sleep(1)
-        summary = last_json(tune_cli([*SMALL, "tune.num_samples=2", "tune.scheduler=none", f"tracking.uri={uri}"], tmp_path))
+        summary = last_json(tune_cli([*TINY, "tune.num_samples=2", "tune.scheduler=none", f"tracking.uri={uri}"], tmp_path))
         runs = child_runs(uri, summary["mlflow_parent_run_id"])
         assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
         assert "results.parquet" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(summary["mlflow_parent_run_id"])}

@@ -94,8 +94,8 @@ def test_sweep_with_asha_and_a_diverging_trial(ray_runtime, tmp_path: Path) -> N
         assert run.info.status == expected[r["status"]] and run.data.tags["infnet.status"] == r["status"]
         assert run.info.run_id == r["mlflow_run_id"]
         assert run.data.params["method.lr_energy"] == str(r["method.lr_energy"])
-        steps = epochs_logged(client, run.info.run_id)  # one value per epoch; from epoch 3 if the CE
-        assert steps == list(range(steps[0], r["epochs"])) and steps[0] in (0, 3)  # pretraining came from the cache
+        # one value per epoch, the CE pretraining's too when it came from the cache (replayed to MLflow)
+        assert epochs_logged(client, run.info.run_id) == list(range(r["epochs"]))
         if r["status"] == "completed":
             assert "test/f1" in run.data.metrics and "train/solver/iterations" in run.data.metrics  # solver diagnostics
     assert "TrainingDiverged" in runs[bad["trial_id"]].data.tags["infnet.error"]
@@ -129,8 +129,7 @@ def test_worker_death_resumes_from_checkpoint(ray_runtime, tmp_path: Path) -> No
         assert r["failures"] == 1 and r["start_epoch"] == 4 and r["epochs"] == 6  # resumed after epoch 4
         run = runs[r["trial_id"]]
         assert run.info.status == "FINISHED"
-        steps = epochs_logged(client, run.info.run_id)
-        assert steps == list(range(steps[0], 6)) and steps[0] in (0, 3)  # no epoch was trained twice
+        assert epochs_logged(client, run.info.run_id) == list(range(6))  # every epoch once, none trained twice
 
 
 def test_ner_sweep_on_sequence_data(ray_runtime, tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ Defaults for the step size ``alpha`` (reported in ``info.alpha``):
 * ``neumann`` and ``unrolled``: α = 1/λ_max(∂²G/∂ψ∂ψ + ρI), λ_max estimated by ``POWER_ITERS``
   power iterations at the given ψ started from ∂F/∂ψ (counted in ``hvp_calls``); α = 1 if the
   estimate is not positive.
-* ``identity``, the ``"identity"`` fallback and CG's first-iteration negative-curvature exit:
-  u = α ∂F/∂ψ with the given ``alpha``, or α = 1.0 when ``alpha`` is None.
+* ``identity``: u = α ∂F/∂ψ with the given ``alpha``, or α = 1.0 when ``alpha`` is None.
+* the ``"identity"`` fallback and CG's first-iteration negative-curvature exit: u = α ∂F/∂ψ with the
+  given ``alpha``, or α = 1/(1 + ρ) when ``alpha`` is None (:func:`~infnet.implicit.solvers.safeguard_alpha`):
+  the damped system (I + ρI) u = ∂F/∂ψ, so that a fallback step has the scale of the damped solves
+  (at ρ = 10 a step of α = 1 would be about ten times theirs).
 
 Residuals (``info.residual``, relative ‖(H+ρI)u − v‖/‖v‖): ``cg`` from its recurrence, ``dense``
 from the materialised matrix, ``neumann`` with one extra HVP, ``identity`` only with
@@ -23,7 +26,7 @@ from the materialised matrix, ``neumann`` with one extra HVP, ``identity`` only 
 ``unrolled`` the relative inner-gradient norm ‖∇_ψ G(ψ_K)‖/‖∇_ψ G(ψ_0)‖.
 
 Safeguards: a non-finite solution, a diverged Neumann series, or a non-finite final gradient is
-handled by ``fallback``: ``"identity"`` recomputes with u = α ∂F/∂ψ (and returns zeros only if that
+handled by ``fallback``: ``"identity"`` recomputes with u = α ∂F/∂ψ (α as above; zeros only if that
 is non-finite too), ``"zero"`` returns zeros, ``"raise"`` raises :class:`HypergradError`. Every case
 sets ``info.fallback`` to the reason; ``info.converged`` is then False. CG's negative curvature at
 its first iteration is handled inside :func:`~infnet.implicit.solvers.cg` (identity approximation,
@@ -194,7 +197,7 @@ def _solve(
     """Run one of the linear solvers on (H + ρI) u = ∂F/∂ψ."""
     matvec, rhs = parts.op.matvec, parts.rhs
     if solver == "cg":
-        return solvers.cg(matvec, rhs, iters=iters, tol=tol, identity_alpha=1.0 if alpha is None else alpha)
+        return solvers.cg(matvec, rhs, iters=iters, tol=tol, identity_alpha=solvers.safeguard_alpha(alpha, parts.op.damping))
     if solver == "neumann":
         return solvers.neumann(matvec, rhs, iters=iters, tol=tol, alpha=alpha)
     if solver == "identity":
@@ -219,7 +222,8 @@ def _fall_back(
     if policy == "raise":
         raise HypergradError(f"hypergradient failed: {reason}")
     if policy == "identity":
-        u, sinfo = solvers.identity(parts.op.matvec, parts.rhs, tol=tol, alpha=alpha, diagnose=diagnose)
+        step = solvers.safeguard_alpha(alpha, parts.op.damping)
+        u, sinfo = solvers.identity(parts.op.matvec, parts.rhs, tol=tol, alpha=step, diagnose=diagnose)
         info.hvp_calls += sinfo.hvp_calls
         grads = parts.gradient(u)
         if tree.is_finite(grads):

@@ -70,6 +70,17 @@ def default_alpha(lam: float) -> float:
     return 1.0 / lam if lam > 0 and math.isfinite(lam) else 1.0
 
 
+def safeguard_alpha(alpha: float | None, damping: float) -> float:
+    """The step α of the identity approximation u = α v that stands in for a failed solve of (H + ρI) u = v
+    (the identity fallback, CG's first-iteration negative-curvature exit): ``alpha`` if given, else 1/(1 + ρ).
+
+    1/(1 + ρ) solves the damped system with H replaced by I exactly (α = 1 at ρ = 0, as without damping).
+    It is never above 1/ρ, the largest step (H + ρI)⁻¹ takes for any H ⪰ 0, and ρ·u → v as ρ → ∞, the limit
+    of ρ·(H + ρI)⁻¹v: a fallback step is on the scale of the damped solves it replaces.
+    """
+    return 1.0 / (1.0 + damping) if alpha is None else alpha
+
+
 def cg(
     matvec: MatVec, rhs: Tree, *, iters: int, tol: float, identity_alpha: float = 1.0
 ) -> tuple[Tree, SolveInfo]:

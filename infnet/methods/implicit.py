@@ -21,12 +21,16 @@ Descent check, per epoch: the outer loss F on each outer batch when its θ step 
 the same batch after the next T inner steps (ψ has responded to the new θ): ``outer/loss_before``,
 ``outer/loss_after`` and the fraction of outer steps after which F went down.
 
+The outer loop's position (the inner-step counter and the pending descent check) is part of the
+method's state dict, so a run resumed from a checkpoint takes its outer steps where the original did.
+
 The hypergradient is taken with the inference network in eval mode (no dropout) so that G is a
 deterministic function of ψ; the inner steps themselves use dropout.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from infnet.config import check_dense_solver
 from infnet.implicit import HypergradInfo, hypergrad
 from infnet.implicit.hvp import Loss
 from infnet.methods.base import EnergyMethod, MethodContext, clip_grad_norm, step
@@ -44,6 +49,8 @@ class Implicit(EnergyMethod):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
+        n_psi = sum(p.numel() for p in self.implicit_module().parameters())
+        check_dense_solver(self.hp.solver, self.hp.implicit_params, n_psi)
         self.inner_count = 0
         self.sample_outer = ctx.sample_outer_batch or ctx.sample_train_batch
         self.pending: tuple[Any, torch.Tensor, float] | None = None  # last outer batch and its F before the θ step
@@ -115,6 +122,26 @@ class Implicit(EnergyMethod):
         t["descents"] += int(after < before)
         self.pending = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The base state plus ``outer_loop``: the inner-step counter (when the next outer step falls)
+        and the pending descent check (the last outer batch x_out, y_out (B, *S) and its F before the θ
+        step), which carry over epoch boundaries."""
+        state = super().state_dict()
+        state["outer_loop"] = {"inner_count": self.inner_count, "pending": copy.deepcopy(self.pending)}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (the outer loop's position only if ``state`` has it)."""
+        super().load_state_dict(state)
+        if "outer_loop" not in state:
+            return
+        self.inner_count = int(state["outer_loop"]["inner_count"])
+        pending = state["outer_loop"]["pending"]
+        if pending is not None:  # a checkpoint's tensors are on the CPU; never mutated, so not copied
+            x_out, y_out, before = pending
+            pending = (x_out.to(self.ctx.device), y_out.to(self.ctx.device), float(before))
+        self.pending = pending
+
     def end_epoch(self) -> dict[str, float]:
         """Outer steps taken this epoch and the descent check (see the module docstring)."""
         t = self.trace
@@ -143,6 +170,11 @@ class Implicit(EnergyMethod):
         finally:
             self.infnet.train()
 
+    def implicit_module(self) -> torch.nn.Module:
+        """The module whose parameters are ψ in the implicit system: the head (``implicit_params=head``)
+        or the whole inference network."""
+        return self.infnet.head if self.hp.implicit_params == "head" else self.infnet
+
     def bilevel_problem(
         self, x: Any, y: torch.Tensor, h: Any, x_out: Any, y_out: torch.Tensor, x_e: Any = None, h_e: Any = None
     ) -> tuple[Loss, Loss, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -153,10 +185,9 @@ class Implicit(EnergyMethod):
         network in the mode G should see (eval)."""
         m, energy, task = self.hp, self.energy, self.task
         x_e, h_e = (x, h) if x_e is None else (x_e, h_e)
-        net: torch.nn.Module = self.infnet
+        net = self.implicit_module()
         inputs, inputs_e, inputs_out = x, x_e, x_out
         if m.implicit_params == "head":  # ψ restricted to the output layer; hidden layers held fixed
-            net = self.infnet.head
             with torch.no_grad():
                 inputs, inputs_out = self.infnet.features(x), self.infnet.features(x_out)
                 inputs_e = inputs if x_e is x else self.infnet.features(x_e)

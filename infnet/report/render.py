@@ -1,14 +1,16 @@
 """Render a :class:`~infnet.report.build.Report` with the Jinja2 template kept in ``dashboards/`` and
 write ``report.html`` (plotly.js inlined: one self-contained file) and ``figures/<sweep>/<name>.png``.
 
-The template is ``$INFNET_REPORT_TEMPLATE`` if set, else ``dashboards/report.html.j2`` beside the
-package (a team edits that file to change the report's look; ``--template`` picks another one).
+The template is ``$INFNET_REPORT_TEMPLATE`` if set, else the package's ``infnet/report/report.html.j2``: in a
+checkout a link to ``dashboards/report.html.j2`` (a team edits that file to change the report's look), in an
+installed wheel the copy it ships; ``--template`` picks another one.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,7 @@ TEMPLATE_NAME = "report.html.j2"
 def template_path(template: str | os.PathLike | None = None) -> Path:
     """The template to render with (see the module docstring); raises if it does not exist."""
     env = os.environ.get("INFNET_REPORT_TEMPLATE")
-    path = Path(template or env or Path(__file__).resolve().parents[2] / "dashboards" / TEMPLATE_NAME)
+    path = Path(template or env or str(files("infnet.report") / TEMPLATE_NAME))
     if not path.is_file():
         raise FileNotFoundError(f"report template {path} not found (pass --template or set INFNET_REPORT_TEMPLATE)")
     return path

@@ -85,29 +85,20 @@ def with_space_overrides(args: list[str]) -> list[str]:
 
 
 def main() -> None:
-    import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
 
-    captured: list[list[str]] = []
-
-    @hydra.main(config_path="pkg://infnet.conf", config_name="tune", version_base="1.3")
-    def _parse(cfg: DictConfig) -> None:  # Hydra checks the overrides (and serves --help, --cfg)
-        captured.append(list(HydraConfig.get().overrides.task))
+    from infnet.cli import parse_command_line
 
     sys.argv = [sys.argv[0], *with_space_overrides(sys.argv[1:])]
-    _parse()
+    # Hydra checks the overrides (and serves --help, --cfg)
+    captured = parse_command_line("infnet.tune", "tune", lambda cfg: list(HydraConfig.get().overrides.task))
     if not captured:
         return
-    from infnet.config import ConfigError
-    from infnet.search_space import SearchSpaceError
-    from infnet.tune import SweepError, prepare, run_sweep
+    from infnet.tune import prepare, run_sweep
     from infnet.tune.sweep import RESUME_SETTINGS
 
-    try:
-        sweep = prepare(captured[0])
-    except (SearchSpaceError, SweepError, ConfigError) as exc:
-        sys.exit(f"infnet.tune: {exc}")
+    sweep = prepare(captured[0])
     show_warnings()
     if sweep.resumed:
         taken = ", ".join(f"{k}={OmegaConf.select(sweep.cfg, k)}" for k in sweep.resume_settings) or "nothing"
@@ -119,4 +110,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from infnet.cli import run_cli
+
+    run_cli("infnet.tune", main)

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from infnet.checkpoint import UnsafeCheckpoint, safe_load
 from infnet.config import ConfigError
 from infnet.data.types import MLCDataset
 from infnet.loop import LoopState, TrainingDiverged
@@ -127,14 +128,30 @@ class EpochReporter:
 
 
 def load_checkpoint() -> LoopState | None:
-    """The ``LoopState`` of this trial's latest Tune checkpoint, or None on a fresh start."""
+    """The ``LoopState`` of this trial's latest Tune checkpoint, or None on a fresh start.
+
+    Raises:
+        UnsafeCheckpoint: the checkpoint is not plain data (it is refused unread: nothing in it runs).
+    """
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+        return read_loop_state(Path(d) / CHECKPOINT_FILE)
+
+
+def read_loop_state(path: Path) -> LoopState:
+    """The ``LoopState`` stored at ``path`` by :class:`EpochReporter`, read as plain data only.
+
+    Raises:
+        UnsafeCheckpoint: the file is not plain data, or holds something other than a ``LoopState``.
+    """
+    state = safe_load(path, f"trial checkpoint {path}")
+    if not isinstance(state, LoopState):
+        raise UnsafeCheckpoint(f"refused trial checkpoint {path}: it holds a {type(state).__name__}, not a LoopState")
+    return state
 
 
 def replay_outcome(tags: dict[str, str]) -> bool:
