@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -82,8 +83,39 @@ def quiet_store_setup() -> Iterator[None]:
         logger.setLevel(level)
 
 
+#: MLflow 3's UI opens an experiment without this tag as a GenAI "Overview" of traces; with it, on its runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+#: Experiment tags holding a runs-table view the UI opens with ``?viewStateShareKey=<key>`` (MLflow's "share view").
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+
+
+def runs_url(ui: str, experiment_id: str, view: str | None = None) -> str:
+    """The MLflow UI page (``ui``: the UI's base URL) listing the runs of experiment ``experiment_id``,
+    in the shared view ``view`` (see :func:`share_runs_view`) if given."""
+    query = f"?viewStateShareKey={view}" if view else ""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs{query}"
+
+
+def share_runs_view(uri: str, experiment_id: str, key: str, search_filter: str, metrics: list[str], expand_run: str) -> str:
+    """Store a runs-table view in the experiment (MLflow's shared view state): runs matching
+    ``search_filter``, sorted by ``metrics[0]`` (best first), ``metrics`` as columns, ``expand_run``'s
+    child runs shown under it. Returns the view's key (``key`` made URL-safe)."""
+    import mlflow
+
+    key = re.sub(r"[^A-Za-z0-9_-]", "-", key)
+    columns = [f"metrics.`{m}`" for m in metrics]
+    state = {"searchFilter": search_filter, "orderByKey": columns[0], "orderByAsc": False, "startTime": "ALL",
+             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs", "selectedColumns": columns,
+             "runsExpanded": {expand_run: True}, "runsPinned": [], "runsHidden": [], "runListHidden": False, "viewMaximized": False}
+    mlflow.MlflowClient(uri).set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(state))
+    return key
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """Create (or find) experiment ``name`` in the store at ``uri``; returns its id.
+    """Create (or find) experiment ``name`` in the store at ``uri``, tagged as a model-training
+    experiment (``EXPERIMENT_KIND``, also added to an existing experiment without it); returns its id.
 
     A fresh SQLite store creates its schema on first contact; that and the experiment's creation
     happen under :func:`store_lock`, so processes started together on a new store do not race
@@ -97,10 +129,13 @@ def ensure_experiment(uri: str, name: str) -> str:
         client = mlflow.MlflowClient(uri)
         exp = client.get_experiment_by_name(name)
         if exp is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if key not in exp.tags:
+                    client.set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
         db = sqlite_path(uri)
         location = (db.parent / "mlruns").as_uri() if db is not None and db.is_absolute() else None
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 class RunLogger:

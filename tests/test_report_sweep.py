@@ -241,6 +241,16 @@ def test_mlflow_ui_shows_the_sweep_its_metrics_and_its_report(sweeps: dict, mlfl
     names = [r.info.run_name for r in children]
     assert len(names) == 4
 
+    # the page the sweep prints: a model-training experiment (not a GenAI overview) on the sweep's runs,
+    # its parent run with every trial under it, the dev metric as a column
+    assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert summary["mlflow_ui"].endswith(summary["mlflow_runs_page"]) and "viewStateShareKey=" in summary["mlflow_runs_page"]
+    sweep_name = sweeps["implicit"]["sweep"].name
+    dom = browser.dom(f"{mlflow_ui}/{summary['mlflow_runs_page']}", ["Training runs", sweep_name, *names, "dev/best_f1"])
+    assert "Training runs" in dom and sweep_name in dom and all(n in dom for n in names)
+    assert "dev/best_f1" in dom and f"{client.get_run(parent).data.metrics['dev/best_f1']}"[:6] in dom  # the parent's value
+    browser.screenshot(f"{mlflow_ui}/{summary['mlflow_runs_page']}", "mlflow_sweep_runs")
+
     run_page = f"{mlflow_ui}/#/experiments/{exp}/runs/{parent}"  # the sweep's parent run: metrics, child runs
     dom = browser.dom(run_page, [sweeps["implicit"]["sweep"].name, "best/dev_f1", *names])
     assert sweeps["implicit"]["sweep"].name in dom and all(n in dom for n in names)

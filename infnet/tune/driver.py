@@ -27,7 +27,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from infnet.tracking import RunLogger, ensure_experiment, flatten
+from infnet.tracking import RunLogger, ensure_experiment, flatten, runs_url, share_runs_view
 from infnet.tune.child_runs import ERROR_TAG, TRIAL_TAG, ChildRuns
 from infnet.tune.sweep import Sweep, join, write_state
 
@@ -162,11 +162,20 @@ def has_experiment_state(path: str) -> bool:
     return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
 
 
-def mlflow_ui_command(uri: str) -> str:
-    """How to open the MLflow UI on ``uri``."""
+def sweep_view(sweep: Sweep) -> tuple[str, str]:
+    """(experiment id, key of the runs view of ``sweep``): its parent run with the trials' child runs under
+    it, the task metric's columns (the parent logs the best trial's under the same names), best first."""
+    exp = ensure_experiment(sweep.tracking_uri, sweep.experiment)
+    key = share_runs_view(sweep.tracking_uri, exp, f"sweep-{sweep.name}", f"tags.`infnet.sweep` = '{sweep.name}'",
+                          ["dev/best_f1", "test/f1"], str(sweep.parent_run_id))
+    return exp, key
+
+
+def mlflow_ui_command(uri: str, experiment_id: str, view: str | None = None) -> str:
+    """How to open the MLflow UI of store ``uri`` on the runs of experiment ``experiment_id`` (in ``view``)."""
     if uri.startswith(("http://", "https://")):
-        return f"open {uri} (the tracking server serves the UI)"
-    return f"mlflow ui --backend-store-uri {uri} --port 5000  # then open http://127.0.0.1:5000"
+        return f"open {runs_url(uri, experiment_id, view)} (the tracking server serves the UI)"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000  # then open {runs_url('http://127.0.0.1:5000', experiment_id, view)}"
 
 
 def run_sweep(sweep: Sweep) -> dict[str, Any]:
@@ -223,6 +232,7 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int) -> dict[st
     from infnet.tune.results import best_row
 
     best = best_row(rows) or {}
+    view = sweep_view(sweep)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "error", "interrupted")}
     return {
         "best_config": sweep.space.decode({k: best[k] for k in sweep.space.names if best[k] is not None}) if best else None,
@@ -247,7 +257,8 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int) -> dict[st
         "mlflow_experiment": sweep.experiment,
         "mlflow_parent_run_id": sweep.parent_run_id,
         "mlflow_deleted_orphan_runs": deleted,
-        "mlflow_ui": mlflow_ui_command(sweep.tracking_uri),
+        "mlflow_ui": mlflow_ui_command(sweep.tracking_uri, *view),
+        "mlflow_runs_page": runs_url("", *view),  # relative to the UI's base URL
     }
 
 
@@ -272,7 +283,13 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
         parent.log_file(Path(d) / RESULTS_FILE)
     parent.log_dict(best, BEST_FILE)
     metrics = {f"num_{k}": float(summary[f"num_{k}"]) for k in ("trials", "completed", "stopped", "errored", "interrupted")}
-    metrics.update({f"best/{k}": v for k, v in (("dev_f1", best["best_dev_metric"]), ("test_f1", best["best_test_metric"])) if v is not None})
+    for name, value in (("dev_f1", best["best_dev_metric"]), ("test_f1", best["best_test_metric"])):
+        if value is not None:
+            metrics[f"best/{name}"] = value
+    # also under the trials' own names (fractions, as they log them): one runs-table column shows the
+    # sweep's best next to each trial's
+    metrics.update({k: v / 100 for k, v in (("dev/best_f1", best["best_dev_metric"]), ("test/f1", best["best_test_metric"]))
+                    if v is not None})
     parent.log_metrics(metrics)
     summary["report_path"] = sweep_report(sweep)
     unfinished = summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples)
