@@ -59,15 +59,26 @@ def wait_for_job_server(address: str, timeout: float = 180) -> None:
             time.sleep(2)
 
 
+def submit_job(env: dict[str, str], address: str, entrypoint: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """``ray job submit --no-wait -- <entrypoint>``; retried while the head's job agent has not registered yet
+    (the job server answers before it: "No available agent to submit job, please try again later")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        submit = subprocess.run([RAY, "job", "submit", "--address", address, "--no-wait", "--", *entrypoint],
+                                env=env, capture_output=True, text=True, timeout=120, check=False)
+        if submit.returncode == 0 or "No available agent" not in submit.stderr + submit.stdout or time.monotonic() > deadline:
+            assert submit.returncode == 0, submit.stderr[-2000:]
+            return submit
+        time.sleep(3)
+
+
 def test_sweep_runs_as_a_ray_job_after_the_submitter_is_gone(ray_head: tuple, tmp_path: Path) -> None:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     env, address = ray_head
     args = [*TINY, "tune.address=auto", "tune.num_samples=2", "tune.scheduler=none", "tune.name=job",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"tune.storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}"]
-    submit = subprocess.run([RAY, "job", "submit", "--address", address, "--no-wait", "--", sys.executable, "-m", "infnet.tune", *args],
-                            env=env, capture_output=True, text=True, timeout=120, check=False)  # returns at once, the job runs on
-    assert submit.returncode == 0, submit.stderr[-2000:]
+    submit = submit_job(env, address, [sys.executable, "-m", "infnet.tune", *args])  # returns at once, the job runs on
     job_id = next(line.split("'")[1] for line in (submit.stdout + submit.stderr).splitlines() if "submitted successfully" in line)
     client = JobSubmissionClient(address)
     deadline = time.monotonic() + 600
