@@ -33,7 +33,9 @@ def ray_head() -> Iterator[tuple[dict[str, str], str]]:
     env = {**os.environ, "RAY_TMPDIR": temp, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     dashboard = free_port()
     subprocess.run([RAY, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=true",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--node-ip-address=127.0.0.1"],
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--node-ip-address=127.0.0.1",
+                    # not the agents' fixed default ports, which a Ray runtime of another test may hold
+                    f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}"],
                    env=env, check=True, capture_output=True, timeout=180)
     address = f"http://127.0.0.1:{dashboard}"
     try:

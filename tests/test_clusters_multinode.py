@@ -82,14 +82,19 @@ def stop_group(pgid: int, timeout: float = 30) -> None:
 
 
 def stop_ray_under(temp: str, timeout: float = 30) -> None:
-    """Kill the Ray processes whose command line names ``temp`` (their RAY_TMPDIR): the cluster a test
-    started, and nothing else (``ray stop`` would stop every Ray runtime on the machine)."""
+    """Kill the Ray processes started under RAY_TMPDIR=``temp``: the cluster a test started, and nothing else
+    (``ray stop`` would stop every Ray runtime on the machine). Matched by command line or by environment:
+    Ray's agents rename their process title (``ray::DashboardAgent``), and a leftover agent keeps its port."""
+    def started_under(proc: Path) -> bool:
+        return temp in (proc / "cmdline").read_bytes().decode(errors="replace") or \
+            f"RAY_TMPDIR={temp}".encode() in (proc / "environ").read_bytes()
+
     def pids() -> list[int]:
         found = []
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        for proc in Path("/proc").glob("[0-9]*"):
             try:
-                if temp in cmdline.read_bytes().decode(errors="replace") and int(cmdline.parent.name) != os.getpid():
-                    found.append(int(cmdline.parent.name))
+                if int(proc.name) != os.getpid() and started_under(proc):
+                    found.append(int(proc.name))
             except (OSError, ValueError):
                 continue
         return found
