@@ -139,7 +139,8 @@ def ensure_experiment(uri: str, name: str) -> str:
 
 
 class RunLogger:
-    """A single MLflow run: ``log_metrics`` per step, ``log_dict``/``log_file`` artifacts, ``end``."""
+    """A single MLflow run (in experiment ``experiment_id``): ``log_metrics`` per step, ``log_dict``/``log_file``
+    artifacts, ``end``."""
 
     def __init__(
         self,
@@ -157,10 +158,11 @@ class RunLogger:
         self.uri = uri
         if run_id is not None:
             self.run_id = run_id
+            self.experiment_id: str = self.client.get_run(run_id).info.experiment_id
             self.client.update_run(run_id, status="RUNNING")
             return
         run = self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
-        self.run_id = run.info.run_id
+        self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
         if params:
             self.log_params(params)
 

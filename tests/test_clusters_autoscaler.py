@@ -27,7 +27,7 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_clusters_multinode import stop_ray_under
+from processes import stop_ray_under
 from test_tune_resume import child_runs
 from test_tune_sweep import TINY
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_clusters_multinode import free_port, stop_ray_under
+from processes import free_port, stop_ray_under
 from test_tune_sweep import TINY
 
 RAY = str(Path(sys.executable).parent / "ray")

@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
+from processes import QUIET_ENV, free_port, stop_group
 from test_tune_resume import child_runs
 from test_tune_sweep import TINY
 
@@ -40,74 +39,9 @@ from infnet.tune.sweep import read_state
 from infnet.tune.trainable import NODE_ID_TAG
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 NUM_SAMPLES = 6
 MAX_EPOCHS = 10  # (TINY has 6) long enough that a trial on the extra node is reliably caught mid-way
-
-
-def free_port() -> int:
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    except OSError as exc:
-        pytest.skip(f"cannot bind a port on 127.0.0.1: {exc}")
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` is still running (zombies, which nothing may reap here, aside)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if group == str(pgid) and state != "Z":
-            return True
-    return False
-
-
-def stop_group(pgid: int, timeout: float = 30) -> None:
-    """SIGTERM process group ``pgid``; SIGKILL it if it has not ended within ``timeout`` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not group_alive(pgid):
-            return
-
-
-def stop_ray_under(temp: str, timeout: float = 30) -> None:
-    """Kill the Ray processes started under RAY_TMPDIR=``temp``: the cluster a test started, and nothing else
-    (``ray stop`` would stop every Ray runtime on the machine). Matched by command line or by environment:
-    Ray's agents rename their process title (``ray::DashboardAgent``), and a leftover agent keeps its port."""
-    def started_under(proc: Path) -> bool:
-        return temp in (proc / "cmdline").read_bytes().decode(errors="replace") or \
-            f"RAY_TMPDIR={temp}".encode() in (proc / "environ").read_bytes()
-
-    def pids() -> list[int]:
-        found = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if int(proc.name) != os.getpid() and started_under(proc):
-                    found.append(int(proc.name))
-            except (OSError, ValueError):
-                continue
-        return found
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while pids() and time.monotonic() < deadline:
-            time.sleep(0.5)
 
 
 @pytest.fixture
@@ -222,7 +156,7 @@ def test_sweep_across_nodes_survives_losing_a_node(s3_storage: str, mlflow_serve
     assert summary["num_trials"] == summary["num_completed"] == NUM_SAMPLES and summary["num_errored"] == 0
     table = {r["trial_id"]: r for r in pq.read_table(summary["results_path"]).to_pylist()}
     assert len(table) == NUM_SAMPLES and {r["status"] for r in table.values()} == {"completed"}
-    assert all(r["epochs"] == MAX_EPOCHS and r["test_f1"] > 0 and r["node_ip"] == "127.0.0.1" for r in table.values())
+    assert all(r["epochs"] == MAX_EPOCHS and r["test_metric"] > 0 and r["node_ip"] == "127.0.0.1" for r in table.values())
     # trials ran on both nodes; what the extra node finished before it died stays finished there
     nodes = {r["node_id"] for r in table.values()}
     assert nodes == {head_id, extra.node_id}

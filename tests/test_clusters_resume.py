@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
-from test_clusters_multinode import free_port, stop_group
+from processes import free_port, stop_group
 from test_tune_resume import SMALL, child_runs
 
 from infnet.tune.sweep import read_state

@@ -72,7 +72,7 @@ def test_implicit_hypergradient_on_cuda_matches_cpu(task: str, implicit_params: 
         (x, y), (x_out, y_out) = (tuple(t.to(dev) for t in data.train.batch(i)) for i in (idx, idx_out))
         grads, info = method.hypergradient(x, y, method.feats(x), x_out, y_out)
         batches[name] = (grads, info, method.predict(x))
-    (g_cpu, info_cpu, p_cpu), (g_gpu, info_gpu, p_gpu) = batches["cpu"], batches["cuda"]
+    (g_cpu, _, p_cpu), (g_gpu, info_gpu, p_gpu) = batches["cpu"], batches["cuda"]
     assert info_gpu.fallback is None
     assert torch.allclose(p_gpu.cpu(), p_cpu, atol=1e-4)
     flat_cpu = torch.cat([g.flatten() for g in g_cpu.values()])

@@ -26,7 +26,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
-from test_clusters_multinode import QUIET_ENV, free_port, stop_group
+from processes import QUIET_ENV, free_port, ray_pids, stop_group
 from test_tune_resume import child_runs
 from test_tune_sweep import TINY
 
@@ -128,18 +128,6 @@ def most_at_once(runs: list) -> int:
     return peak
 
 
-def ray_processes(ray_tmp: str) -> list[int]:
-    """The processes of the Ray runtime that keeps its files in ``ray_tmp`` (it is in their command lines)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if ray_tmp in cmdline.read_text():
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue  # ended meanwhile
-    return found
-
-
 def test_concurrent_trials_log_to_postgres(postgres: tuple[str, Path], mlflow_on_postgres: tuple[str, Path],
                                            tmp_path: Path) -> None:
     store, pg_log = postgres
@@ -163,9 +151,9 @@ def test_concurrent_trials_log_to_postgres(postgres: tuple[str, Path], mlflow_on
         assert glob.glob(f"{ray_tmp}/ray/session_*")  # the sweep's Ray runtime was this private one
         # the driver shut its Ray runtime down: nothing of it outlives the sweep
         deadline = time.monotonic() + 60
-        while ray_processes(ray_tmp) and time.monotonic() < deadline:
+        while ray_pids(ray_tmp) and time.monotonic() < deadline:
             time.sleep(1)
-        assert ray_processes(ray_tmp) == []
+        assert ray_pids(ray_tmp) == []
     finally:
         stop_group(driver.pid)  # the driver's session: whatever of its Ray runtime is left
         shutil.rmtree(ray_tmp, ignore_errors=True)

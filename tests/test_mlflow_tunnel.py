@@ -20,7 +20,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from test_clusters_multinode import QUIET_ENV, free_port, group_alive, stop_group
+from processes import QUIET_ENV, free_port, group_alive, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 

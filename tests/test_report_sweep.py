@@ -42,7 +42,7 @@ SPACES = {  # method: (search space, overrides); both search the seed: the compa
             "  trainer.seed: {type: categorical, choices: [0, 1]}\n"
             "  method.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"), ["tune.num_samples=2", SEEDS]),
 }
-FIGURES = ["optimization_history", "dev_f1_per_epoch", "param_importances", "parallel_coordinate", "contour_focus", "slice_focus",
+FIGURES = ["optimization_history", "dev_metric_per_epoch", "param_importances", "parallel_coordinate", "contour_focus", "slice_focus",
            "learning_curves", "solver_diagnostics"]
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -81,8 +81,8 @@ def test_sweep_ends_with_its_report(sweeps: dict) -> None:
     assert all(f'id="fig-implicit-{name}"' in html for name in FIGURES) and "not drawn" not in html
     assert "Plotly.newPlot" in html and not re.search(r"<script[^>]+src=", html)  # self-contained: plotly.js inlined
     rows = pq.read_table(summary["results_path"]).to_pylist()
-    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["dev_f1"])
-    assert best["trial_id"] == summary["best_trial_id"] and f"dev {best['dev_f1']:.2f} · test {best['test_f1']:.2f}" in html
+    best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["dev_metric"])
+    assert best["trial_id"] == summary["best_trial_id"] and f"dev {best['dev_metric']:.2f} · test {best['test_metric']:.2f}" in html
     assert "Over 4 trials: fell back on" in html  # the solver's verdict, from the trials' per-epoch diagnostics
 
     client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
@@ -110,7 +110,7 @@ def test_method_comparison_over_two_sweeps(sweeps: dict, comparison: dict) -> No
 
     def selected(method: str) -> dict[int, float]:  # per seed: the test F1 of the completed trial with the best dev F1
         rows = [r for r in pq.read_table(sweeps[method]["summary"]["results_path"]).to_pylist() if r["status"] == "completed"]
-        return {s: max((r for r in rows if r["trainer.seed"] == s), key=lambda r: r["dev_f1"])["test_f1"] for s in (0, 1)}
+        return {s: max((r for r in rows if r["trainer.seed"] == s), key=lambda r: r["dev_metric"])["test_metric"] for s in (0, 1)}
 
     assert [r["trainer.seed"] for r in pq.read_table(sweeps["ce"]["summary"]["results_path"]).to_pylist()] in ([0, 1], [1, 0])
 

@@ -22,18 +22,19 @@ from infnet.report.tables import comparison_table
 from infnet.search_space import parse_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT_COLUMNS = ["dev_f1", "test_f1", "test_f1_at_0.5", "epochs", "wall_seconds", "finished_at", "mlflow_run_id"]
+RESULT_COLUMNS = ["dev_metric", "test_metric", "test_f1_at_0.5", "metric", "epochs", "wall_seconds", "finished_at", "mlflow_run_id"]
 
 
 def table(rows: list[dict], params: list[str]) -> pa.Table:
-    """A results table in the column order of ``infnet.tune.results`` (params between status and dev_f1)."""
+    """A results table in the column order of ``infnet.tune.results`` (params between status and dev_metric)."""
     columns = ["trial_id", "status", *params, *RESULT_COLUMNS]
     return pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
 
 
-def row(trial: str, status: str, dev: float | None, test: float | None, **params: object) -> dict:
-    return {"trial_id": trial, "status": status, "dev_f1": dev, "test_f1": test, "test_f1_at_0.5": test and test - 5, "epochs": 4,
-            "wall_seconds": 10.0, **params}
+def row(trial: str, status: str, dev: float | None, test: float | None, metric: str = "f1", **params: object) -> dict:
+    at_half = test and test - 5 if metric == "f1" else None
+    return {"trial_id": trial, "status": status, "dev_metric": dev, "test_metric": test, "test_f1_at_0.5": at_half, "metric": metric,
+            "epochs": 4, "wall_seconds": 10.0, **params}
 
 
 def result_set(method: str, rows: list[dict], params: list[str], seed: int = 0, data: str = "bibtex") -> ResultSet:
@@ -59,7 +60,7 @@ def test_comparison_selects_on_dev_per_seed_and_pairs_gains_by_seed() -> None:
     imp, base, unpaired = results["bibtex", "implicit"], results["bibtex", "ce"], results["bibtex", "spen"]
     assert {s: r["trial_id"] for s, r in imp.selected.items()} == {0: "b", 1: "d"}
     assert imp.best_config == {"method.inner_steps": 5} and imp.trials == 4 and imp.gain is None
-    assert str(imp.stat("test_f1")) == "58.00 ± 1.41" and str(base.stat("test_f1")) == "55.00 ± 4.24" and base.trials == 3
+    assert str(imp.stat("test_metric")) == "58.00 ± 1.41" and str(base.stat("test_metric")) == "55.00 ± 4.24" and base.trials == 3
     assert base.gain.paired and base.gain.stat.mean == 3.0 and base.gain.stat.n == 2  # (59-58, 57-52)
     assert str(base.gain) == "2 seeds: no claim" and base.gain.exceeds_noise is None  # fewer than MIN_SEEDS
     assert not unpaired.gain.paired and str(unpaired.gain) == "unpaired: no claim (+2.00)"  # mean 58 - 56, no common seed
@@ -69,6 +70,20 @@ def test_comparison_selects_on_dev_per_seed_and_pairs_gains_by_seed() -> None:
     assert cells.marked == {0} and cells.rows[1][8] == "2 seeds: no claim" and cells.rows[1][2] == "0, 1"
     assert (imp.compute_seconds, base.compute_seconds) == (40.0, 30.0)  # every trial's seconds, failed ones too
     assert cells.columns[4] == "compute (trial-s)" and cells.rows[0][4] == "40"
+
+
+def test_comparison_names_each_task_metric() -> None:
+    pos = [result_set(m, [row(m, "completed", dev, test, metric="acc")], [], data="ud_ewt")
+           for m, dev, test in (("implicit", 93.0, 92.5), ("ce", 93.4, 92.0))]
+    ner = result_set("ce", [row("n", "completed", 80.0, 75.0)], [], data="conll2003")
+
+    results = compare(pos)
+    assert [r.method for r in results] == ["implicit", "ce"]  # by test accuracy, though ce has the better dev
+    assert {r.metric.key for r in results} == {"acc"} and results[1].gain.stat.mean == pytest.approx(0.5)
+    cells = comparison_table(results, "implicit")
+    assert cells.columns[5:9] == ["dev accuracy", "test accuracy", "test F1 @0.5", "gain of implicit (Δ test accuracy)"]
+    assert cells.rows[0][7] == "–"  # no thresholded F1 on a tagging task
+    assert comparison_table(compare([*pos, ner]), "implicit").columns[5:7] == ["dev metric", "test metric"]  # each data set in its own
 
 
 def test_gain_claims_need_three_paired_seeds_and_say_whether_they_exceed_seed_noise() -> None:
@@ -131,6 +146,19 @@ def test_results_file_without_the_sweep_record(tmp_path: Path) -> None:
     dists = build_study(rs).trials[0].distributions
     assert (dists["method.inner_steps"].low, dists["method.inner_steps"].high) == (3, 7)
     assert dists["method.lam"].log and set(dists["method.solver"].choices) == {"cg", "identity"}
+
+
+def test_results_file_of_an_older_version_reads_as_f1(tmp_path: Path) -> None:
+    rows = [row("a", "completed", 60.0, 59.0, **{"method.lam": 0.5}), row("b", "stopped", 61.0, None, **{"method.lam": 2.0})]
+    old = table(rows, ["method.lam"]).drop_columns(["metric"]).rename_columns(
+        ["trial_id", "status", "method.lam", "dev_f1", "test_f1", "test_f1_at_0.5", "epochs", "wall_seconds", "finished_at",
+         "mlflow_run_id"])
+    pq.write_table(old, tmp_path / "results.parquet")
+
+    rs = from_file(str(tmp_path / "results.parquet"))
+
+    assert rs.params == ("method.lam",) and rs.metric.key == "f1"
+    assert [r["trial_id"] for r in rs.ranked()] == ["a", "b"] and rs.ranked()[0]["test_metric"] == 59.0
 
 
 def test_sources_that_are_not_results(tmp_path: Path) -> None:

@@ -34,11 +34,31 @@ def test_search_space_base_overrides_then_command_line(tmp_path: Path) -> None:
         prepare(["trainer.max_epochs=5", f"tune.storage_path={tmp_path}"])
 
 
-def test_sequence_space_and_pos_refusal(tmp_path: Path) -> None:
+def test_sequence_spaces_select_on_their_task_metric(tmp_path: Path) -> None:
     sweep = prepare(["search_space=implicit_seq", f"tune.storage_path={tmp_path}"])
-    assert sweep.cfg.data.name == "synthetic_seq" and sweep.cfg.data.task == "ner"
-    with pytest.raises(SweepError, match="POS tagging reports accuracy"):
-        prepare(["search_space=implicit_seq", "data=ud_ewt", f"tune.storage_path={tmp_path}"])
+    assert sweep.cfg.data.name == "synthetic_seq" and sweep.cfg.data.task == "ner" and sweep.metric.key == "f1"
+    pos = prepare(["search_space=implicit_seq", "data=ud_ewt", f"tune.storage_path={tmp_path}"])
+    assert pos.metric.key == "acc" and pos.metric.label == "accuracy"
+    assert prepare([f"tune.storage_path={tmp_path}"]).metric.key == "f1"  # the default multi-label sweep
+
+
+def test_task_inferred_from_a_data_config_as_the_loaders_do() -> None:
+    from infnet.task_metric import metric_of, task_of
+
+    assert [task_of(d) for d in ({"name": "bibtex"}, {"name": "ud_ewt"}, {"name": "wnut17"}, {"name": "mine", "kind": "conllu"},
+                                 {"name": "mine", "kind": "conll"}, {"name": "synthetic_seq"}, {"name": "x", "task": "pos"})] == [
+        "mlc", "pos", "ner", "pos", "ner", "ner", "pos"]
+    with pytest.raises(ValueError, match="data.task must be one of"):
+        metric_of({"task": "parsing"})
+
+
+def test_a_sweep_of_an_older_version_is_not_resumed(tmp_path: Path) -> None:
+    first = prepare(["tune.name=old", f"tune.storage_path={tmp_path}"])
+    write_state(first.with_parent("parent123"))
+    state = tmp_path / "old" / "infnet_sweep.json"
+    state.write_text(state.read_text().replace('"infnet-sweep-2"', '"infnet-sweep-1"'))
+    with pytest.raises(SweepError, match="older infnet whose trials reported dev_f1"):
+        prepare([f"tune.resume={tmp_path / 'old'}"])
 
 
 def test_an_existing_sweep_folder_is_resumed_with_its_stored_config(tmp_path: Path) -> None:

@@ -76,13 +76,13 @@ def test_sweep_with_asha_and_a_diverging_trial(ray_runtime, tmp_path: Path) -> N
     table = pq.read_table(summary["results_path"]).to_pylist()
     assert len({r["trial_id"] for r in table}) == 6
     (bad,) = [r for r in table if r["status"] == "error"]
-    assert bad["method.lr_energy"] == 1e38 and "TrainingDiverged" in bad["error"] and bad["test_f1"] is None
+    assert bad["method.lr_energy"] == 1e38 and "TrainingDiverged" in bad["error"] and bad["test_metric"] is None
     assert bad["failures"] == 2 and bad["epochs"] == 3  # its one retry re-raised at once (deterministic)
     for r in table:
         if r["status"] == "completed":
-            assert r["epochs"] == 6 and r["test_f1"] > 0
+            assert r["epochs"] == 6 and r["test_metric"] > 0
         if r["status"] == "stopped":
-            assert r["epochs"] == 5 and r["test_f1"] is None  # stopped at the ASHA rung: 3 pretraining + 2 epochs
+            assert r["epochs"] == 5 and r["test_metric"] is None  # stopped at the ASHA rung: 3 pretraining + 2 epochs
         assert (r["method.iters"] is None) == (r["method.solver"] != "cg")
 
     client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
@@ -132,6 +132,54 @@ def test_worker_death_resumes_from_checkpoint(ray_runtime, tmp_path: Path) -> No
         assert epochs_logged(client, run.info.run_id) == list(range(6))  # every epoch once, none trained twice
 
 
+def write_conllu(path: Path, rng: object, n: int, vocab: dict[str, str]) -> None:
+    """``n`` random sentences of 3-10 words of ``vocab`` (word -> its one UPOS tag) as a CoNLL-U file."""
+    words = sorted(vocab)
+    blocks = []
+    for _ in range(n):
+        sentence = rng.choice(words, size=int(rng.integers(3, 11)))
+        blocks.append("".join(f"{i + 1}\t{w}\t_\t{vocab[w]}\t_\t_\t0\tdep\t_\t_\n" for i, w in enumerate(sentence)))
+    path.write_text("\n".join(blocks) + "\n", encoding="utf-8")
+
+
+def test_pos_sweep_selects_on_token_accuracy(ray_runtime, tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tags = ["NOUN", "VERB", "ADJ", "DET", "ADP"]
+    vocab = {f"{stem}{tag.lower()[:2]}": tag for tag in tags for stem in ("ka", "lo", "mi", "ru", "te", "zo")}
+    for split, n in (("train", 300), ("dev", 80), ("test", 80)):
+        write_conllu(tmp_path / f"{split}.conllu", rng, n, vocab)
+    space = write_space(tmp_path, ["method=implicit", "data=ud_ewt"], ["method.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}"])
+    overrides = sweep_overrides(
+        tmp_path, f"search_space={space}", "tune.num_samples=3", "tune.scheduler=asha", "tune.asha.grace_period=1", "tune.name=pos",
+        "data.name=toy_pos", f"data.root={tmp_path}", "data.files={train:train.conllu,dev:dev.conllu,test:test.conllu}",
+    )
+    sweep = prepare([o for o in overrides if not o.startswith("data.n_")])  # sizes of the synthetic data only
+    summary = run_sweep(sweep)
+
+    assert summary["metric"] == "acc" and "token accuracy" in summary["metric_description"]
+    assert summary["num_completed"] >= 1 and summary["num_errored"] == 0
+    table = pq.read_table(summary["results_path"]).to_pylist()
+    assert {r["metric"] for r in table} == {"acc"} and all(r["test_f1_at_0.5"] is None for r in table)
+    client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
+    runs = {r.data.tags["ray_trial_id"]: r for r in child_runs(summary)}
+    for r in table:  # the table's dev value is the run's best dev accuracy, never an F1
+        history = [m.value for m in sorted(client.get_metric_history(runs[r["trial_id"]].info.run_id, "dev/acc"), key=lambda m: m.step)]
+        main = history[3:]  # after the 3 pretraining epochs: what the trial delivers
+        assert r["dev_metric"] == pytest.approx(100 * max(main)) and "dev/f1" not in runs[r["trial_id"]].data.metrics
+        if r["status"] == "completed":
+            assert r["test_metric"] == pytest.approx(100 * runs[r["trial_id"]].data.metrics["test/acc"])
+    completed = [r for r in table if r["status"] == "completed"]
+    best = max(completed, key=lambda r: r["dev_metric"])
+    assert summary["best_trial_id"] == best["trial_id"] and summary["best_dev_metric"] == best["dev_metric"]
+    assert summary["best_test_metric"] > 40  # a word's tag is fixed: far above the majority tag's ~20%
+    parent = client.get_run(summary["mlflow_parent_run_id"]).data.metrics
+    assert parent["best/dev_acc"] == pytest.approx(best["dev_metric"]) and parent["dev/best_acc"] == pytest.approx(best["dev_metric"] / 100)
+    html = Path(summary["report_path"]).read_text(encoding="utf-8")
+    assert "dev accuracy" in html and "token accuracy (%)" in html and "dev F1" not in html
+
+
 def test_ner_sweep_on_sequence_data(ray_runtime, tmp_path: Path) -> None:
     space = write_space(tmp_path, ["method=implicit", "data=synthetic_seq"], [
         "model.seq_energy.high_order: {type: categorical, choices: [conv, lstm]}",
@@ -147,7 +195,7 @@ def test_ner_sweep_on_sequence_data(ray_runtime, tmp_path: Path) -> None:
     table = pq.read_table(summary["results_path"]).to_pylist()
     for r in table:
         assert r["model.seq_energy.high_order"] in ("conv", "lstm") and r["epochs"] == 6
-        assert 0 < r["test_f1"] <= 100 and r["test_f1_at_0.5"] is None  # span F1: no threshold
+        assert 0 < r["test_metric"] <= 100 and r["test_f1_at_0.5"] is None  # span F1: no threshold
     client = mlflow.MlflowClient(summary["mlflow_tracking_uri"])
     for run in child_runs(summary):
         assert run.data.params["data.name"] == "synthetic_seq" and "test/predictions.conll" in {

@@ -27,6 +27,7 @@ from infnet.report.tables import (
     Table,
     comparison_table,
     config_table,
+    metric_label,
     solver_table,
     solver_verdict,
     trials_table,
@@ -77,7 +78,7 @@ def slugify(name: str) -> str:
 def section(rs: ResultSet, slug: str, figure_dir: str, top: int, focus: Sequence[str]) -> Section:
     """Figures (their PNGs to go in ``figure_dir``) and tables of one sweep."""
     history, note = sweep_history(rs)
-    best_so_far = history[history["metric"] == "dev/best_f1"]
+    best_so_far = history[history["metric"] == f"dev/best_{rs.metric.key}"]
     curves = {t: dict(zip(g["epoch"], 100 * g["value"], strict=True)) for t, g in best_so_far.groupby("trial_id")}
     study = build_study(rs, curves)
     ranked = rs.ranked()
@@ -87,19 +88,19 @@ def section(rs: ResultSet, slug: str, figure_dir: str, top: int, focus: Sequence
     notes = [note] if note else []
     notes += [f"left out of the Optuna study: {s}" for s in study.user_attrs["skipped"]]
     statuses = [r["status"] for r in ranked]
-    figures = optuna_figures(study, rs.params, focus) + curve_figures(history, top_labels)
+    figures = optuna_figures(study, rs.params, rs.metric, focus) + curve_figures(history, top_labels, rs.metric)
     for f in figures:
         f.file = f"{figure_dir}/{f.name}.png"
     return Section(
         rs=rs, slug=slug, counts={s: statuses.count(s) for s in dict.fromkeys(statuses)}, best=best,
         best_config=config_table(best, rs.params) if best else None, figures=figures,
-        trials=trials_table(ranked, rs.params), solver=solver_table(history, labels), solver_summary=solver_verdict(history),
+        trials=trials_table(ranked, rs.params, rs.metric), solver=solver_table(history, labels), solver_summary=solver_verdict(history),
         notes=notes,
     )
 
 
 def comparison(sets: Sequence[ResultSet], reference: str) -> tuple[Table | None, Figure | None]:
-    """The method comparison table and its chart (test F1 mean ± sd per method; with two methods or more)."""
+    """The method comparison table and its chart (test metric mean ± sd per method; with two methods or more)."""
     import pandas as pd
 
     results = compare(sets, reference)
@@ -108,11 +109,12 @@ def comparison(sets: Sequence[ResultSet], reference: str) -> tuple[Table | None,
     if len(results) == 1:
         return comparison_table(results, reference), None
     several = len({r.data for r in results}) > 1
-    frame = pd.DataFrame([{"method": f"{r.data}/{r.method}" if several else r.method, "test F1": r.stat("test_f1").mean,
-                           "sd": r.stat("test_f1").sd or 0.0} for r in results])
-    figure = error_bars(frame, "method_comparison", "Test F1 by method",
-                        "Test F1 (dev-tuned threshold) of each method's dev-selected trial, mean ± sd across seeds.",
-                        x="method", y="test F1", error="sd", label="test F1 (%)")
+    test = f"test {metric_label(results)}"
+    frame = pd.DataFrame([{"method": f"{r.data}/{r.method}" if several else r.method, test: r.stat("test_metric").mean,
+                           "sd": r.stat("test_metric").sd or 0.0} for r in results])
+    figure = error_bars(frame, "method_comparison", f"{test[0].upper()}{test[1:]} by method",
+                        f"{test[0].upper()}{test[1:]} (multi-label: at the dev-tuned threshold) of each method's dev-selected trial, "
+                        "mean ± sd across seeds.", x="method", y=test, error="sd", label=f"{test} (%)")
     return comparison_table(results, reference), figure
 
 

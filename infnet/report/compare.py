@@ -5,11 +5,12 @@ Every sweep searches one method (its ``method.name``) on one data set. A trial's
 method come from several sweeps (``python -m infnet.tune search_space=ce trainer.seed=1``, ...) or
 from one sweep that searches ``trainer.seed``.
 
-Per (data, method, seed), model selection is the sweep's: the completed trial with the best dev F1.
-A method's row reports mean ± sd across its seeds of that trial's dev F1, test F1 (at the dev-tuned
-threshold) and test F1 at 0.5, and the config of the best of them (its best config). The gain of the
-reference method (``implicit`` by default) over a baseline is the test F1 difference reference −
-baseline: paired by seed (mean ± sd of the per-seed differences) over the seeds both have, else the
+The metric is the data set's task metric (:mod:`infnet.task_metric`: F1 for multi-label and NER, accuracy
+for POS). Per (data, method, seed), model selection is the sweep's: the completed trial with the best dev
+metric. A method's row reports mean ± sd across its seeds of that trial's dev metric, test metric (multi-label:
+at the dev-tuned threshold) and test F1 at 0.5 (multi-label), and the config of the best of them (its best
+config). The gain of the reference method (``implicit`` by default) over a baseline is the test metric
+difference reference − baseline: paired by seed (mean ± sd of the per-seed differences) over the seeds both have, else the
 difference of the means (unpaired, no sd). A gain is a claim only with at least ``MIN_SEEDS`` paired seeds:
 it then says whether it exceeds the seed noise (|mean| > 2 standard errors of the paired differences);
 with fewer seeds, or unpaired, it says "no claim". Each method also reports its sweeps' compute: the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from infnet.report.sources import ResultSet
+from infnet.task_metric import TaskMetric
 
 SEED_KEY = "trainer.seed"
 #: paired seeds a gain needs before the report makes a claim about it
@@ -50,7 +52,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class Gain:
-    """Test F1 of the reference minus a baseline's: paired over ``stat.n`` common seeds or unpaired."""
+    """Test metric of the reference minus a baseline's: paired over ``stat.n`` common seeds or unpaired."""
 
     stat: Stat
     paired: bool
@@ -74,10 +76,11 @@ class Gain:
 
 @dataclass(frozen=True)
 class MethodResult:
-    """One method on one data set: the selected trial per seed and their summary."""
+    """One method on one data set (selecting on ``metric``): the selected trial per seed and their summary."""
 
     data: str
     method: str
+    metric: TaskMetric
     selected: dict[int | None, dict[str, Any]]  # seed -> the selected trial's row
     trials: int
     best_config: dict[str, Any]
@@ -95,43 +98,45 @@ def _seed(rs: ResultSet, row: dict[str, Any]) -> int | None:
 
 
 def _completed(row: dict[str, Any]) -> bool:
-    return row["status"] == "completed" and row.get("dev_f1") is not None and row.get("test_f1") is not None
+    return row["status"] == "completed" and row.get("dev_metric") is not None and row.get("test_metric") is not None
 
 
 def gain(reference: MethodResult, baseline: MethodResult) -> Gain:
-    """``reference`` − ``baseline`` test F1 (see the module docstring)."""
+    """``reference`` − ``baseline`` test metric (see the module docstring)."""
     common = sorted(set(reference.selected) & set(baseline.selected), key=str)
     if common:
-        return Gain(Stat.of([reference.selected[s]["test_f1"] - baseline.selected[s]["test_f1"] for s in common]), True)
-    return Gain(Stat(reference.stat("test_f1").mean - baseline.stat("test_f1").mean, None, 0), False)
+        return Gain(Stat.of([reference.selected[s]["test_metric"] - baseline.selected[s]["test_metric"] for s in common]), True)
+    return Gain(Stat(reference.stat("test_metric").mean - baseline.stat("test_metric").mean, None, 0), False)
 
 
 def compare(sets: Sequence[ResultSet], reference: str = "implicit") -> list[MethodResult]:
-    """One :class:`MethodResult` per (data, method) with a completed trial, best test F1 first within a
+    """One :class:`MethodResult` per (data, method) with a completed trial, best test metric first within a
     data set; baselines carry their ``gain`` from ``reference`` when it ran on the same data."""
     selected: dict[tuple[str, str], dict[int | None, dict[str, Any]]] = defaultdict(dict)
     trials: dict[tuple[str, str], int] = defaultdict(int)
     compute: dict[tuple[str, str], float] = defaultdict(float)
     params: dict[tuple[str, str], tuple[str, ...]] = {}
+    metrics: dict[tuple[str, str], TaskMetric] = {}
     for rs in sets:
         key = (rs.data, rs.method)
+        metrics[key] = rs.metric
         trials[key] += rs.table.num_rows
         compute[key] += sum(r.get("wall_seconds") or 0.0 for r in rs.rows())
         params[key] = rs.params
         for row in filter(_completed, rs.rows()):
             seed = _seed(rs, row)
-            if seed not in selected[key] or row["dev_f1"] > selected[key][seed]["dev_f1"]:
+            if seed not in selected[key] or row["dev_metric"] > selected[key][seed]["dev_metric"]:
                 selected[key][seed] = row
     results = {}
     for key, by_seed in selected.items():
-        best = max(by_seed.values(), key=lambda r: r["dev_f1"])
+        best = max(by_seed.values(), key=lambda r: r["dev_metric"])
         config = {k: best[k] for k in params[key] if k != SEED_KEY and best.get(k) is not None}
-        results[key] = MethodResult(key[0], key[1], dict(by_seed), trials[key], config, compute_seconds=compute[key])
+        results[key] = MethodResult(key[0], key[1], metrics[key], dict(by_seed), trials[key], config, compute_seconds=compute[key])
     for (data, method), result in results.items():
         ref = results.get((data, reference))
         if ref is not None and method != reference:
             results[data, method] = replace(result, gain=gain(ref, result))
-    return sorted(results.values(), key=lambda r: (r.data, -r.stat("test_f1").mean))
+    return sorted(results.values(), key=lambda r: (r.data, -r.stat("test_metric").mean))
 
 
 __all__ = ["MIN_SEEDS", "Gain", "MethodResult", "Stat", "compare", "gain"]

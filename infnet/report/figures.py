@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from infnet.report.charts import Figure, line_panels, optuna_figure
-from infnet.report.study import OBJECTIVE
+from infnet.task_metric import TaskMetric
 
 #: The parameters the contour and slice plots focus on: inner solver steps x energy capacity.
 FOCUS = ("method.inner_steps", "model.energy.label_hidden", "model.energy.depth")
-#: Per-epoch panels of the top trials: (metric key or key prefix, panel title or None for the key, transform).
-LEARNING = (("dev/f1", "dev F1 (%)", "percent"), ("train/loss/", None, None))
+#: Per-epoch panels of the top trials: (metric key or key prefix, panel title or None for the key, transform);
+#: the learning curves' first panel is the dev metric's (:func:`learning_panels`).
+LOSSES = (("train/loss/", None, None),)
 SOLVER = (("train/solver/residual", "log10 relative residual", "log10"), ("train/solver/iterations", "solver iterations", None),
           ("train/solver/fallback", "fell back (fraction of steps)", None),
           ("train/solver/negative_curvature", "negative curvature (fraction)", None),
@@ -37,29 +38,35 @@ def focus_pair(study: Any, params: Sequence[str], focus: Sequence[str]) -> list[
         return list(params[:2])
 
 
-def optuna_figures(study: Any, params: Sequence[str], focus: Sequence[str] = FOCUS) -> list[Figure]:
-    """Optuna's plots of the sweep's study (objective: dev F1 %)."""
+def learning_panels(metric: TaskMetric) -> tuple[tuple[str, str | None, str | None], ...]:
+    """The learning-curve panels: the dev metric (percent) and the training losses."""
+    return ((f"dev/{metric.key}", metric.dev_label(), "percent"), *LOSSES)
+
+
+def optuna_figures(study: Any, params: Sequence[str], metric: TaskMetric, focus: Sequence[str] = FOCUS) -> list[Figure]:
+    """Optuna's plots of the sweep's study (objective: the dev ``metric``, %)."""
     from optuna.trial import TrialState
 
     complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
     curves = any(t.intermediate_values for t in study.trials)
     pair = focus_pair(study, params, focus)
     sliced = [p for p in focus if p in params] or pair
-    target = {"target_name": OBJECTIVE}
+    target = {"target_name": metric.dev_label()}
+    dev = f"Dev {metric.label}"
     specs = [  # (Optuna plot, figure name, title, caption, completed trials needed, arguments)
         ("plot_optimization_history", "optimization_history", "Optimisation history",
-         "Dev F1 of every completed trial in the order they finished, and the best so far.", 1, target),
-        ("plot_intermediate_values", "dev_f1_per_epoch", "Dev F1 per epoch, every trial",
-         "Best dev F1 so far after each epoch (what ASHA judged); trials that stop early were stopped by ASHA.", 0, {}),
+         f"{dev} of every completed trial in the order they finished, and the best so far.", 1, target),
+        ("plot_intermediate_values", "dev_metric_per_epoch", f"{dev} per epoch, every trial",
+         f"Best {dev.lower()} so far after each epoch (what ASHA judged); trials that stop early were stopped by ASHA.", 0, {}),
         ("plot_param_importances", "param_importances", "Parameter importances",
-         "How much of the variation of dev F1 each parameter explains (Optuna's default evaluator, PED-ANOVA).", 2, target),
+         f"How much of the variation of {dev.lower()} each parameter explains (Optuna's default evaluator, PED-ANOVA).", 2, target),
         ("plot_parallel_coordinate", "parallel_coordinate", "Parallel coordinates",
-         "Each line is a completed trial through its sampled values, coloured by dev F1.", 2, target),
+         f"Each line is a completed trial through its sampled values, coloured by {dev.lower()}.", 2, target),
         ("plot_contour", "contour_focus", f"Contour: {' × '.join(pair) or 'two parameters'}",
-         "Dev F1 interpolated over two parameters (inner solver steps and energy capacity when the sweep searched them).", 2,
+         f"{dev} interpolated over two parameters (inner solver steps and energy capacity when the sweep searched them).", 2,
          {"params": pair, **target}),
         ("plot_slice", "slice_focus", f"Slice: {', '.join(sliced) or 'parameters'}",
-         "Dev F1 against each parameter separately (inner steps and energy capacity when searched).", 1, {"params": sliced, **target}),
+         f"{dev} against each parameter separately (inner steps and energy capacity when searched).", 1, {"params": sliced, **target}),
     ]
     figures = []
     for plot, name, title, caption, needed, kwargs in specs:
@@ -92,11 +99,13 @@ def panels(history: Any, labels: dict[str, str], spec: Sequence[tuple[str, str |
     return frame.assign(trial=frame["trial_id"].map(labels))
 
 
-def curve_figures(history: Any, labels: dict[str, str]) -> list[Figure]:
-    """Learning curves and solver diagnostics over training of the trials ``labels`` (the top trials)."""
+def curve_figures(history: Any, labels: dict[str, str], metric: TaskMetric) -> list[Figure]:
+    """Learning curves (dev ``metric`` and losses) and solver diagnostics over training of the trials ``labels``
+    (the top trials)."""
     figures = []
     for name, title, caption, spec in (
-        ("learning_curves", "Learning curves of the top trials", "Dev F1 and training losses per epoch of the best trials.", LEARNING),
+        ("learning_curves", "Learning curves of the top trials",
+         f"Dev {metric.label} and training losses per epoch of the best trials.", learning_panels(metric)),
         ("solver_diagnostics", "Hypergradient solver over training",
          ("Per-epoch means over the outer steps: relative residual of the linear solve, iterations, share of steps that fell back "
           "(non-finite or diverged solve), share that met negative curvature, and the hypergradient's norm."), SOLVER),

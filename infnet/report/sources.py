@@ -12,8 +12,9 @@ space, its resolved config and where its MLflow runs are. :func:`load_sources` a
 
 Beside a results file, ``infnet_sweep.json`` (written by the sweep driver) gives the search space,
 config, tracking URI and parent run. Without it (a copied Parquet file) the searched parameters are
-the columns between ``status`` and ``dev_f1`` (the table's documented column order) and their
-distributions are inferred from the values.
+the columns between ``status`` and ``dev_metric`` (the table's documented column order) and their
+distributions are inferred from the values. Tables written before sweeps selected on the task's own
+metric (columns ``dev_f1``/``test_f1``, no ``metric``) are read as F1 tables.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from infnet.search_space import SearchSpace, parse_search_space
+from infnet.task_metric import BY_KEY, TaskMetric
 from infnet.tune.driver import RESULTS_FILE
 from infnet.tune.sweep import absolute_storage, join, read_state
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 SEARCH_SPACE_ARTIFACT = "search_space.yaml"
+#: column names of results tables written before the task-neutral metric columns
+LEGACY_COLUMNS = {"dev_f1": "dev_metric", "test_f1": "test_metric"}
 CONFIG_ARTIFACT = "sweep_config.yaml"
 
 
@@ -74,23 +78,29 @@ class ResultSet:
         seed = self._config("trainer", "seed")
         return None if seed is None else int(seed)
 
+    @property
+    def metric(self) -> TaskMetric:
+        """The metric the sweep selected on (its table's ``metric`` column; F1 for older tables)."""
+        keys = [k for k in self.table.column("metric").to_pylist() if k] if "metric" in self.table.column_names else []
+        return BY_KEY[keys[0]] if keys else BY_KEY["f1"]
+
     def rows(self) -> list[dict[str, Any]]:
         return self.table.to_pylist()
 
     def ranked(self) -> list[dict[str, Any]]:
-        """The rows best first, as the sweep selects: completed trials by dev F1, then the others by
-        their last dev F1 (trials without one last)."""
+        """The rows best first, as the sweep selects: completed trials by dev metric, then the others by
+        their last dev metric (trials without one last)."""
         def key(row: dict[str, Any]) -> tuple[bool, bool, float]:
-            dev = row.get("dev_f1")
+            dev = row.get("dev_metric")
             return row["status"] != "completed", dev is None, -(dev or 0.0)
 
         return sorted(self.rows(), key=key)
 
 
 def params_from_columns(columns: Sequence[str]) -> tuple[str, ...]:
-    """The searched parameters of a results table: the columns between ``status`` and ``dev_f1``."""
+    """The searched parameters of a results table: the columns between ``status`` and ``dev_metric``."""
     try:
-        return tuple(columns[columns.index("status") + 1 : columns.index("dev_f1")])
+        return tuple(columns[columns.index("status") + 1 : columns.index("dev_metric")])
     except ValueError:
         raise SourceError(f"not an infnet results table (columns: {list(columns)})") from None
 
@@ -100,6 +110,7 @@ def _space(spec: Any, name: str, source: str) -> SearchSpace | None:
 
 
 def _result_set(table: Any, name: str, space: SearchSpace | None, **recorded: Any) -> ResultSet:
+    table = table.rename_columns([LEGACY_COLUMNS.get(c, c) for c in table.column_names])
     params = params_from_columns(table.column_names)
     if space is not None and set(space.names) != set(params):
         space = None  # the table was not written with this space: infer from the values

@@ -3,8 +3,8 @@
 Each trial becomes a frozen trial (``optuna.trial.create_trial``) with the sampled values of its
 active parameters, the distributions of the recorded search space (widened to any value sampled
 outside it, e.g. a ``tune.points_to_evaluate`` point), and its state as the sweep told Optuna:
-``completed`` -> COMPLETE with value ``dev_f1`` (best dev F1 %, maximised), ``stopped`` (by ASHA) ->
-PRUNED, ``error`` and ``interrupted`` -> FAIL. Intermediate values (``{epoch: dev F1 %}``, the curve
+``completed`` -> COMPLETE with value ``dev_metric`` (best dev metric %, maximised), ``stopped`` (by ASHA) ->
+PRUNED, ``error`` and ``interrupted`` -> FAIL. Intermediate values (``{epoch: dev metric %}``, the curve
 ASHA judged) come from the per-epoch history when there is one. Without a recorded space the
 distributions are inferred from the column types and values.
 """
@@ -18,7 +18,6 @@ from typing import Any
 from infnet.report.sources import ResultSet
 from infnet.search_space import Param
 
-OBJECTIVE = "dev F1 (%)"
 STATES = {"completed": "COMPLETE", "stopped": "PRUNED"}
 
 
@@ -83,7 +82,7 @@ def _trial(row: Mapping[str, Any], dists: Mapping[str, Any], curve: Mapping[int,
         if value is None:
             continue  # an inactive conditional parameter
         params[name] = _match(value, list(dist.choices)) if isinstance(dist, CategoricalDistribution) else value
-    dev = row.get("dev_f1")
+    dev = row.get("dev_metric")
     state = TrialState[STATES.get(row["status"], "FAIL")]
     if state == TrialState.COMPLETE and (dev is None or not math.isfinite(dev)):
         state = TrialState.FAIL
@@ -101,9 +100,9 @@ def _trial(row: Mapping[str, Any], dists: Mapping[str, Any], curve: Mapping[int,
 
 
 def build_study(rs: ResultSet, curves: Mapping[str, Mapping[int, float]] | None = None) -> Any:
-    """The sweep as an in-memory ``optuna.Study`` (direction maximize, objective dev F1 %), trials numbered
-    in the order they finished; ``curves``:
-    ``{trial_id: {epoch: dev F1 %}}``. Rows Optuna rejects are left out (listed in the study's user
+    """The sweep as an in-memory ``optuna.Study`` (direction maximize, objective the dev metric %), trials
+    numbered in the order they finished; ``curves``:
+    ``{trial_id: {epoch: dev metric %}}``. Rows Optuna rejects are left out (listed in the study's user
     attribute ``skipped``)."""
     import optuna
 
@@ -119,4 +118,4 @@ def build_study(rs: ResultSet, curves: Mapping[str, Mapping[int, float]] | None 
     return study
 
 
-__all__ = ["OBJECTIVE", "build_study", "distributions"]
+__all__ = ["build_study", "distributions"]

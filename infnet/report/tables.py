@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infnet.report.compare import MethodResult
+from infnet.task_metric import TaskMetric
 
 #: Solver diagnostics summarised per trial: (metric, column title, how the epochs are summarised).
 SOLVER_SUMMARY = (
@@ -46,7 +47,8 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def f1(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A percentage cell (two decimals), ``–`` for missing."""
     return "–" if value is None else f"{value:.2f}"
 
 
@@ -55,10 +57,10 @@ def short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def trials_table(ranked: Sequence[dict[str, Any]], params: Sequence[str]) -> Table:
+def trials_table(ranked: Sequence[dict[str, Any]], params: Sequence[str], metric: TaskMetric) -> Table:
     """Every trial, best first (row 0 is the sweep's best when it completed)."""
-    columns = ["#", "trial", "status", *map(short, params), "dev F1", "test F1", "epochs", "wall s", "error"]
-    rows = [[str(i + 1), r["trial_id"], r["status"], *(fmt(r.get(p)) for p in params), f1(r.get("dev_f1")), f1(r.get("test_f1")),
+    columns = ["#", "trial", "status", *map(short, params), f"dev {metric.label}", f"test {metric.label}", "epochs", "wall s", "error"]
+    rows = [[str(i + 1), r["trial_id"], r["status"], *(fmt(r.get(p)) for p in params), pct(r.get("dev_metric")), pct(r.get("test_metric")),
              fmt(r.get("epochs")), fmt(r.get("wall_seconds")), (r.get("error") or "")[:120]] for i, r in enumerate(ranked)]
     return Table(columns, rows, {0} if ranked and ranked[0]["status"] == "completed" else set())
 
@@ -107,13 +109,22 @@ def solver_verdict(history: Any) -> str:
 
 def comparison_table(results: Sequence[MethodResult], reference: str) -> Table:
     """The method comparison (see :mod:`infnet.report.compare`); the reference method's rows marked."""
-    columns = ["data", "method", "seeds", "trials", "compute (trial-s)", "dev F1", "test F1", "test F1 @0.5",
-               f"gain of {reference} (Δ test F1)", "best config"]
+    label = metric_label(results)
+    columns = ["data", "method", "seeds", "trials", "compute (trial-s)", f"dev {label}", f"test {label}", "test F1 @0.5",
+               f"gain of {reference} (Δ test {label})", "best config"]
     rows = [[r.data, r.method, ", ".join(fmt(s) for s in sorted(r.selected, key=str)), str(r.trials), f"{r.compute_seconds:.0f}",
-             fmt(r.stat("dev_f1")), fmt(r.stat("test_f1")),
+             fmt(r.stat("dev_metric")), fmt(r.stat("test_metric")),
              fmt(r.stat("test_f1_at_0.5")), str(r.gain) if r.gain else "–",
              " ".join(f"{short(k)}={fmt(v)}" for k, v in r.best_config.items())] for r in results]
     return Table(columns, rows, {i for i, r in enumerate(results) if r.method == reference})
 
 
-__all__ = ["SOLVER_SUMMARY", "Table", "comparison_table", "config_table", "f1", "fmt", "solver_table", "solver_verdict", "trials_table"]
+def metric_label(results: Sequence[MethodResult]) -> str:
+    """The metric's label when every result shares it (``F1``, ``accuracy``), else ``metric`` (e.g. NER and POS
+    sweeps compared in one report: each data set's rows are in its own metric)."""
+    labels = {r.metric.label for r in results}
+    return labels.pop() if len(labels) == 1 else "metric"
+
+
+__all__ = ["SOLVER_SUMMARY", "Table", "comparison_table", "config_table", "fmt", "metric_label", "pct", "solver_table",
+           "solver_verdict", "trials_table"]

@@ -13,6 +13,7 @@ from infnet.losses import bce_prob_sum, bce_sum, bernoulli_entropy, soft_f1_loss
 from infnet.metrics import example_f1, tune_threshold
 from infnet.nets import InferenceNet, MLCEnergy
 from infnet.nets.label_terms import PairwiseTerm, PriorTerm
+from infnet.task_metric import TASK_METRICS
 from infnet.tasks.base import Objective, Selection, Task
 
 
@@ -20,7 +21,7 @@ class MultiLabelTask(Task):
     """Sigmoid outputs, BCE, Bernoulli entropy/samples, the SPEN MLC energy."""
 
     name = "mlc"
-    metric = "f1"
+    metric = TASK_METRICS["mlc"].key
     cache_train_features = True
 
     def build_infnet(self) -> nn.Module:

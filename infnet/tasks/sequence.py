@@ -11,6 +11,7 @@ from torch import nn
 
 from infnet.data.seq_types import SeqBatch, SeqFeatures
 from infnet.inference.gbi import GBIResult
+from infnet.task_metric import TASK_METRICS
 from infnet.tasks.base import Objective, Selection, Task
 
 EPS = 1e-6
@@ -24,7 +25,7 @@ class SequenceTask(Task):
     def __init__(self, data, model) -> None:  # noqa: ANN001 - a SeqDataset and the model config
         super().__init__(data, model)
         self.name = data.task  # "ner" | "pos"
-        self.metric = "f1" if data.task == "ner" else "acc"
+        self.metric = TASK_METRICS[data.task].key  # "f1" | "acc"
 
     def build_infnet(self) -> nn.Module:
         from infnet.nets.sequence import SeqFeatureNet, SeqInferenceNet

@@ -27,8 +27,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     if best is not None:
         test = summary["best_test_metric"]
         lines += [
-            f"Best trial {summary['best_trial_id']} ({summary['best_trial_status']}): dev_f1 {summary['best_dev_metric']:.2f}"
-            + (f", test_f1 {test:.2f}" if test is not None else ""),
+            f"Best trial {summary['best_trial_id']} ({summary['best_trial_status']}): dev {summary['metric']} {summary['best_dev_metric']:.2f}"
+            + (f", test {summary['metric']} {test:.2f}" if test is not None else ""),
             "  " + " ".join(f"{k}={v}" for k, v in best.items()),
         ]
     lines += [

@@ -76,7 +76,7 @@ class ProgressPrinter(tune.Callback):
         best = f" best {max(scores):.2f}" if scores else ""
         result = trial.last_result
         metric = f" {METRIC}={result[METRIC]:.2f}@{result.get('epoch')}" if METRIC in result else ""
-        test = f" test_f1={result['test_f1']:.2f}" if "test_f1" in result else ""
+        test = f" test_metric={result['test_metric']:.2f}" if "test_metric" in result else ""
         params = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(trial.config[k])}" for k in self.param_names if k in trial.config)
         print(f"[tune {time.monotonic() - self.start:6.0f}s {done}/{self.num_samples}{best}] {trial.trial_id} {event}"
               f"{metric}{test} {params}", file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infnet.tracking import RunLogger, ensure_experiment
+from infnet.tracking import RunLogger
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ray_trial_id"
@@ -37,12 +37,14 @@ def ended_status(last_result: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class ChildRuns:
-    """The child runs of parent run ``parent_run_id`` in ``experiment`` at tracking URI ``uri``."""
+    """The child runs of parent run ``parent_run_id`` in ``experiment`` (whose id is ``experiment_id``) at
+    tracking URI ``uri``."""
 
     uri: str
     experiment: str
     parent_run_id: str
     sweep: str
+    experiment_id: str
 
     def _client(self) -> Any:
         import mlflow
@@ -51,14 +53,12 @@ class ChildRuns:
 
     def all(self) -> list[Any]:
         """Every (non-deleted) child run of the sweep, as ``mlflow.entities.Run``."""
-        exp_id = ensure_experiment(self.uri, self.experiment)
-        return self._client().search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'", max_results=50000)
+        return self._client().search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'", max_results=50000)
 
     def find(self, trial_id: str) -> Any | None:
         """The child run of trial ``trial_id``, or None."""
-        exp_id = ensure_experiment(self.uri, self.experiment)
         runs = self._client().search_runs(
-            [exp_id], f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.{TRIAL_TAG} = '{trial_id}'", max_results=2
+            [self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.{TRIAL_TAG} = '{trial_id}'", max_results=2
         )
         return runs[0] if runs else None
 

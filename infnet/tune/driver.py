@@ -53,8 +53,8 @@ def quiet_environment() -> None:
 
 def open_parent(sweep: Sweep) -> tuple[Sweep, RunLogger]:
     """Create the MLflow experiment if needed and open the sweep's parent run (reopen it when resuming)."""
-    ensure_experiment(sweep.tracking_uri, sweep.experiment)
     if sweep.parent_run_id is not None:
+        ensure_experiment(sweep.tracking_uri, sweep.experiment)  # the store's schema (under its lock) and the experiment's kind tag
         return sweep, RunLogger(sweep.tracking_uri, sweep.experiment, run_id=sweep.parent_run_id)
     params = {"search_space": sweep.space.name, "base_overrides": list(sweep.space.base_overrides),
               "method": sweep.cfg.method.name, "data": sweep.cfg.data.name,
@@ -125,7 +125,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any) -> Any:
 
     t = sweep.cfg.tune
     use_child_runs(runs)  # also for the callbacks a restore unpickles (the tracking URI may have moved)
-    settings = TrialSettings(runs, t.fault_injection.crash_after_epoch, pretraining)
+    settings = TrialSettings(runs, t.fault_injection.crash_after_epoch, pretraining, sweep.metric.key)
     resources = trial_resources(t)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=load_data(sweep.cfg.data), space=sweep.space, settings=settings),
@@ -162,13 +162,14 @@ def has_experiment_state(path: str) -> bool:
     return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
 
 
-def sweep_view(sweep: Sweep) -> tuple[str, str]:
-    """(experiment id, key of the runs view of ``sweep``): its parent run with the trials' child runs under
-    it, the task metric's columns (the parent logs the best trial's under the same names), best first."""
-    exp = ensure_experiment(sweep.tracking_uri, sweep.experiment)
-    key = share_runs_view(sweep.tracking_uri, exp, f"sweep-{sweep.name}", f"tags.`infnet.sweep` = '{sweep.name}'",
-                          ["dev/best_f1", "test/f1"], str(sweep.parent_run_id))
-    return exp, key
+def sweep_view(sweep: Sweep, experiment_id: str) -> tuple[str, str]:
+    """Store the runs view of ``sweep`` in its experiment ``experiment_id``: its parent run with the trials'
+    child runs under it, the task metric's columns (the parent logs the best trial's under the same names),
+    best first. Returns (experiment id, view key)."""
+    key = sweep.metric.key
+    view = share_runs_view(sweep.tracking_uri, experiment_id, f"sweep-{sweep.name}", f"tags.`infnet.sweep` = '{sweep.name}'",
+                           [f"dev/best_{key}", f"test/{key}"], str(sweep.parent_run_id))
+    return experiment_id, view
 
 
 def mlflow_ui_command(uri: str, experiment_id: str, view: str | None = None) -> str:
@@ -184,7 +185,8 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
     start = time.time()
     sweep, parent = open_parent(sweep)
     write_state(sweep)
-    runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name)
+    view = sweep_view(sweep, parent.experiment_id)  # stored now: the UI link works while the sweep runs
+    runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name, parent.experiment_id)
     started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
     warn_if_not_shared(sweep)
     try:
@@ -192,7 +194,7 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
 
         pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
         make_tuner(sweep, runs, pretraining).fit()
-        summary = finish(sweep, runs, parent)
+        summary = finish(sweep, runs, parent, view)
     except KeyboardInterrupt:
         parent.end("KILLED")
         raise
@@ -224,21 +226,22 @@ def collect(sweep: Sweep, runs: ChildRuns) -> tuple[list[dict[str, Any]], int]:
         if statuses[t.trial_id] == "error":
             tag = child[t.trial_id].data.tags.get(ERROR_TAG) if t.trial_id in child else None
             errors[t.trial_id] = tag or error_text(t)
-    return trial_rows(trials, sweep.space, {k: r.info.run_id for k, r in child.items()}, errors), deleted
+    return trial_rows(trials, sweep.space, {k: r.info.run_id for k, r in child.items()}, errors, sweep.metric.key), deleted
 
 
-def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int) -> dict[str, Any]:
-    """The summary printed as the CLI's last line (best trial on dev, counts, where results are)."""
+def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, view: tuple[str, str]) -> dict[str, Any]:
+    """The summary printed as the CLI's last line (best trial on dev, counts, where results are);
+    ``view``: (experiment id, runs view key) of :func:`sweep_view`."""
     from infnet.tune.results import best_row
 
     best = best_row(rows) or {}
-    view = sweep_view(sweep)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "error", "interrupted")}
     return {
         "best_config": sweep.space.decode({k: best[k] for k in sweep.space.names if best[k] is not None}) if best else None,
-        "best_dev_metric": best.get("dev_f1"),
-        "best_test_metric": best.get("test_f1"),
-        "metric": "dev_f1 = best dev example-F1 (%) of a trial; test_f1 at its dev-tuned threshold",
+        "best_dev_metric": best.get("dev_metric"),
+        "best_test_metric": best.get("test_metric"),
+        "metric": sweep.metric.key,
+        "metric_description": f"{sweep.metric.description}: best dev value of a trial, and its test value",
         "best_trial_id": best.get("trial_id"),
         "best_trial_status": best.get("status"),
         "best_mlflow_run_id": best.get("mlflow_run_id"),
@@ -262,7 +265,7 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int) -> dict[st
     }
 
 
-def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
+def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: tuple[str, str]) -> dict[str, Any]:
     """Write ``results.parquet`` and ``best_config.json`` (sweep folder and parent-run artifacts), log
     the parent's metrics and end it (KILLED if trials are unfinished); returns the summary."""
     import pyarrow.fs
@@ -271,8 +274,8 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
     from infnet.tune.results import results_table
 
     rows, deleted = collect(sweep, runs)
-    summary = summarize(sweep, rows, deleted)
-    best = {k: summary[k] for k in ("best_config", "best_dev_metric", "best_test_metric", "best_trial_id", "best_mlflow_run_id")}
+    summary = summarize(sweep, rows, deleted, view)
+    best = {k: summary[k] for k in ("best_config", "metric", "best_dev_metric", "best_test_metric", "best_trial_id", "best_mlflow_run_id")}
     table = results_table(rows, sweep.space)
     fs, root = pyarrow.fs.FileSystem.from_uri(sweep.path)
     pq.write_table(table, join(root, RESULTS_FILE), filesystem=fs)
@@ -283,13 +286,13 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger) -> dict[str, Any]:
         parent.log_file(Path(d) / RESULTS_FILE)
     parent.log_dict(best, BEST_FILE)
     metrics = {f"num_{k}": float(summary[f"num_{k}"]) for k in ("trials", "completed", "stopped", "errored", "interrupted")}
-    for name, value in (("dev_f1", best["best_dev_metric"]), ("test_f1", best["best_test_metric"])):
+    key = sweep.metric.key
+    for split, value in (("dev", best["best_dev_metric"]), ("test", best["best_test_metric"])):
         if value is not None:
-            metrics[f"best/{name}"] = value
-    # also under the trials' own names (fractions, as they log them): one runs-table column shows the
-    # sweep's best next to each trial's
-    metrics.update({k: v / 100 for k, v in (("dev/best_f1", best["best_dev_metric"]), ("test/f1", best["best_test_metric"]))
-                    if v is not None})
+            metrics[f"best/{split}_{key}"] = value
+            # also under the trials' own names (fractions, as they log them): one runs-table column shows
+            # the sweep's best next to each trial's
+            metrics[f"dev/best_{key}" if split == "dev" else f"test/{key}"] = value / 100
     parent.log_metrics(metrics)
     summary["report_path"] = sweep_report(sweep)
     unfinished = summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples)

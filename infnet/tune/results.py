@@ -2,8 +2,9 @@
 
 Columns: ``trial_id``, ``status`` (completed | stopped | error | interrupted, see
 :mod:`infnet.tune.child_runs`), one column per search-space parameter (the sampled value; list
-choices as their JSON string; null where a conditional parameter was inactive), ``dev_f1`` (best dev
-F1 %, the metric), ``test_f1`` and ``test_f1_at_0.5`` (completed trials only), ``epochs`` run,
+choices as their JSON string; null where a conditional parameter was inactive), ``dev_metric`` (best dev
+value %, of the task's selection metric), ``test_metric`` and ``test_f1_at_0.5`` (multi-label; completed trials
+only), ``metric`` (which metric: "f1" | "acc", see :mod:`infnet.task_metric`), ``epochs`` run,
 ``train_seconds`` (training time inside the loop), ``wall_seconds`` (the trial's time in Tune),
 ``finished_at`` (unix time of its last result), ``failures`` (failed attempts, retried or final),
 ``start_epoch`` (the epoch the trial's last attempt resumed from a checkpoint; 0: never resumed), ``error``,
@@ -41,8 +42,10 @@ def startup_seconds(trial: Any) -> float | None:
     return r["first_step_at"] - started
 
 
-def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str], errors: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One row per ``ray.tune.experiment.Trial`` (sorted by trial id); see the module docstring."""
+def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str], errors: Mapping[str, str],
+               metric: str) -> list[dict[str, Any]]:
+    """One row per ``ray.tune.experiment.Trial`` (sorted by trial id) of a sweep selecting on ``metric`` (its
+    key, "f1" | "acc"); see the module docstring."""
     rows = []
     for t in sorted(trials, key=lambda t: t.trial_id):
         r = t.last_result or {}
@@ -51,9 +54,10 @@ def trial_rows(trials: list[Any], space: SearchSpace, run_ids: Mapping[str, str]
             "trial_id": t.trial_id,
             "status": trial_status(t),
             **{name: t.config.get(name) for name in space.names},
-            "dev_f1": r.get("dev_f1"),
-            "test_f1": r.get("test_f1") if completed else None,
+            "dev_metric": r.get("dev_metric"),
+            "test_metric": r.get("test_metric") if completed else None,
             "test_f1_at_0.5": r.get("test_f1_at_0.5") if completed else None,
+            "metric": metric,
             "epochs": r.get("epoch"),
             "train_seconds": r.get("train_seconds"),
             "wall_seconds": r.get("time_total_s"),
@@ -89,7 +93,7 @@ def results_table(rows: list[dict[str, Any]], space: SearchSpace) -> pa.Table:
     """The rows as an Arrow table with a fixed schema (parameter columns typed by their distribution)."""
     fields = [pa.field("trial_id", pa.string()), pa.field("status", pa.string())]
     fields += [pa.field(p.name, _param_type(p)) for p in space.params]
-    fields += [pa.field(k, pa.float64()) for k in ("dev_f1", "test_f1", "test_f1_at_0.5")]
+    fields += [pa.field(k, pa.float64()) for k in ("dev_metric", "test_metric", "test_f1_at_0.5")] + [pa.field("metric", pa.string())]
     fields += [pa.field("epochs", pa.int64()), pa.field("train_seconds", pa.float64()), pa.field("wall_seconds", pa.float64()),
                pa.field("finished_at", pa.float64()), pa.field("failures", pa.int64()), pa.field("start_epoch", pa.int64()),
                pa.field("error", pa.string()), pa.field("mlflow_run_id", pa.string()),
@@ -102,12 +106,12 @@ def results_table(rows: list[dict[str, Any]], space: SearchSpace) -> pa.Table:
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The completed trial with the highest dev F1 (model selection on dev only); if no trial
-    completed, the highest partial dev F1; None if no trial reported anything."""
+    """The completed trial with the highest dev metric (model selection on dev only); if no trial
+    completed, the highest partial dev metric; None if no trial reported anything."""
     for pool in ([r for r in rows if r["status"] == "completed"], rows):
-        scored = [r for r in pool if r["dev_f1"] is not None]
+        scored = [r for r in pool if r["dev_metric"] is not None]
         if scored:
-            return max(scored, key=lambda r: r["dev_f1"])
+            return max(scored, key=lambda r: r["dev_metric"])
     return None
 
 

@@ -20,7 +20,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from infnet.search_space import SearchSpace
 
-METRIC, MODE = "dev_f1", "max"
+#: what Optuna and ASHA optimise: the best dev value (%) of the task's selection metric (infnet.task_metric)
+METRIC, MODE = "dev_metric", "max"
 SEARCHERS = ("tpe", "random", "gp")
 
 
@@ -62,7 +63,7 @@ def make_searcher(tune_cfg: Any, space: SearchSpace, study_name: str) -> InfnetO
 
 
 def make_scheduler(tune_cfg: Any, main_epochs: int) -> ASHAScheduler | None:
-    """ASHA on ``dev_f1`` over main-phase epochs (``max_t`` = the epochs after the method's CE
+    """ASHA on ``dev_metric`` over main-phase epochs (``max_t`` = the epochs after the method's CE
     pretraining; rungs at ``grace_period`` * ``reduction_factor``^k), or None (FIFO: every trial runs
     its full budget)."""
     if tune_cfg.scheduler == "none":

@@ -34,10 +34,11 @@ from infnet.search_space import (
     override_key,
     parse_search_space,
 )
+from infnet.task_metric import TaskMetric, metric_of
 from infnet.tracking import resolve_uri
 
 STATE_FILE = "infnet_sweep.json"
-FORMAT = "infnet-sweep-1"
+FORMAT = "infnet-sweep-2"  # 2: trials report the task-neutral ``dev_metric`` (1: ``dev_f1``)
 
 ComposeFn = Callable[[Sequence[str], str], DictConfig]
 #: What a resumed sweep takes from the command line: where the store and the cluster are now (a sweep
@@ -75,6 +76,11 @@ class Sweep:
     @property
     def experiment(self) -> str:
         return str(self.cfg.tracking.experiment)
+
+    @property
+    def metric(self) -> TaskMetric:
+        """What the sweep selects trials on: its task's metric (F1, or accuracy for POS)."""
+        return metric_of(self.cfg.data)
 
     def training_config(self) -> dict[str, Any]:
         """The resolved training config every trial starts from (no ``tune``/``search_space`` keys)."""
@@ -126,9 +132,6 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
     except Exception as exc:  # noqa: BLE001 - the command line composed above: a bad base override
         raise space.error("base_overrides", f"{type(exc).__name__}: {exc}") from None
     validate(cfg)  # the base config itself, before any sampled value
-    if cfg.data.get("task") == "pos":
-        raise SweepError(f"data={cfg.data.name}: sweeps select trials on dev F1 and POS tagging reports accuracy; "
-                         "tune POS models with python -m infnet.train (or a NER/multi-label dataset)")
     space.check(cfg)
     name = str(cfg.tune.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
     OmegaConf.update(cfg, "tune.name", name)
@@ -139,6 +142,10 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
 def from_state(state: dict[str, Any], path: str, given: dict[str, Any] | None = None) -> Sweep:
     """The sweep stored in ``state`` (the content of ``infnet_sweep.json`` found in ``path``), with the
     ``RESUME_SETTINGS`` values ``given`` on the command line (e.g. a moved MLflow server's URI)."""
+    if state.get("format") == "infnet-sweep-1":
+        raise SweepError(f"{join(path, STATE_FILE)}: this sweep was started by an older infnet whose trials reported dev_f1 "
+                         "(now dev_metric); its Tune state cannot resume under this version: resume it with the version "
+                         "that started it (its results and report stay readable: python -m infnet.report " + path + ")")
     if state.get("format") != FORMAT:
         raise SweepError(f"{join(path, STATE_FILE)}: unknown format {state.get('format')!r}")
     cfg = OmegaConf.create(state["config"])

@@ -5,10 +5,12 @@ The trial's config is ``{"base": <resolved training config>, "<dotted key>": <sa
 sampled values to the base config, opens (or reopens) its MLflow child run, resumes from its Tune
 checkpoint if there is one, and reports every epoch to Tune:
 
-    dev_f1        best dev F1 (%) so far -- the metric Optuna and ASHA see (monotone, and equal to the
-                  dev F1 of the model the trial would deliver if stopped now; during a method's CE
-                  pretraining it is the pretraining's best, which ASHA never judges)
-    dev_f1_epoch  this epoch's dev F1 (%);  epoch: epochs done
+    dev_metric    best dev value (%) so far of the task's selection metric (F1 for multi-label and NER,
+                  accuracy for POS: ``TrialSettings.metric``, see :mod:`infnet.task_metric`) -- what Optuna
+                  and ASHA see (monotone, and equal to the dev value of the model the trial would deliver
+                  if stopped now; during a method's CE pretraining it is the pretraining's best, which
+                  ASHA never judges)
+    dev_metric_epoch  this epoch's dev value (%);  epoch: epochs done
     main_epoch    epochs done after the method's CE pretraining: ASHA's time axis (pretraining is shared
                   by trials through the pretraining cache and is not what the search varies)
     train_seconds, start_epoch (the epoch this attempt resumed from; 0 for a fresh start)
@@ -20,7 +22,7 @@ checkpoint if there is one, and reports every epoch to Tune:
                   own checkpoint) | none (no pretraining or no cache)
 
 with a checkpoint (the ``LoopState``) every epoch except the last: the last epoch is reported after
-the test evaluation, together with ``test_f1``, ``test_f1_at_0.5`` and ``completed=1`` (ASHA stops a
+the test evaluation, together with ``test_metric``, ``test_f1_at_0.5`` (multi-label) and ``completed=1`` (ASHA stops a
 trial at the report that reaches ``max_t``, so nothing may follow that report).
 
 The dataset arrives as ``data`` (the driver parses or reads it from the Parquet cache once and ships it
@@ -58,7 +60,8 @@ NODE_ID_TAG = "ray_node_id"
 NODE_IP_TAG = "ray_node_ip"
 #: Failures that repeat when the trial is retried from its checkpoint: a retry (``tune.max_failures``,
 #: meant for lost workers) re-raises them at once instead of training again.
-DETERMINISTIC = {"TrainingDiverged": TrainingDiverged, "ConfigError": ConfigError, "CudaUnavailable": CudaUnavailable}
+DETERMINISTIC = {"TrainingDiverged": TrainingDiverged, "ConfigError": ConfigError, "CudaUnavailable": CudaUnavailable,
+                 "UnsafeCheckpoint": UnsafeCheckpoint}
 
 
 @dataclass(frozen=True)
@@ -68,19 +71,33 @@ class TrialSettings:
     runs: ChildRuns
     crash_after_epoch: int | None = None  # fault injection (tests): first attempt os._exit()s after this epoch
     pretraining: Any = None  # a pretrain_claims.SharedPretraining: where trials share CE pretrainings
+    metric: str = "f1"  # the task's selection metric key (infnet.task_metric): dev/best_<metric> is reported
 
 
 class EpochReporter:
-    """``on_epoch`` callback of ``run_training``: reports each epoch to Tune with a checkpoint."""
+    """A trial's hooks into ``run_training``: ``__call__`` (``on_epoch``) reports each epoch to Tune with a
+    checkpoint; :meth:`open_pretrain_cache` (``pretrain_cache``) gives it the sweep's shared pretraining cache
+    and remembers where the pretraining came from (the ``pretrain`` column)."""
 
     def __init__(self, max_epochs: int, pretrain_epochs: int, start_epoch: int, crash_after_epoch: int | None,
-                 node_id: str) -> None:
-        self.max_epochs, self.pretrain_epochs = max_epochs, pretrain_epochs
+                 node_id: str, metric: str = "f1") -> None:
+        self.max_epochs, self.pretrain_epochs, self.metric = max_epochs, pretrain_epochs, metric
         self.start_epoch, self.crash_after_epoch = start_epoch, crash_after_epoch
         self.node_id = node_id
         self.first_step_at: float | None = None
         self.last: dict[str, Any] = {}
-        self.pretrain_cache: Any = None  # set when run_training asks for its cache
+        self.pretrain_cache: Any = None  # set by open_pretrain_cache
+
+    def open_pretrain_cache(self, shared: Any, trial_id: str) -> Any:
+        """``run_training``'s ``pretrain_cache`` hook, bound to the sweep's ``shared`` pretraining
+        (``pretrain_claims.SharedPretraining``) and this trial."""
+        def hook(run_cfg: Any, run_data: Any) -> Any:
+            from infnet.tune.pretrain_claims import shared_cache_for
+
+            self.pretrain_cache = shared_cache_for(run_cfg, run_data, shared, trial_id)
+            return self.pretrain_cache
+
+        return hook
 
     def pretrain_source(self) -> str:
         return getattr(self.pretrain_cache, "source", "none")
@@ -88,8 +105,8 @@ class EpochReporter:
     def row(self, metrics: dict[str, float], state: LoopState) -> dict[str, Any]:
         """The Tune result of one epoch (see the module docstring)."""
         return {
-            "dev_f1": 100 * metrics["dev/best_f1"],
-            "dev_f1_epoch": 100 * metrics["dev/f1"],
+            "dev_metric": 100 * metrics[f"dev/best_{self.metric}"],
+            "dev_metric_epoch": 100 * metrics[f"dev/{self.metric}"],
             "epoch": state.epoch,
             "main_epoch": max(0, state.epoch - self.pretrain_epochs),
             "train_seconds": state.train_seconds,
@@ -117,8 +134,8 @@ class EpochReporter:
         """The last Tune result: the last epoch's row with the run's final metrics."""
         return {
             **self.last,
-            "dev_f1": result["dev_f1"],
-            "test_f1": result["test_f1"],
+            "dev_metric": result[f"dev_{self.metric}"],
+            "test_metric": result[f"test_{self.metric}"],
             "test_f1_at_0.5": result.get("test_f1_at_0.5"),  # multi-label only
             "epoch": result["epochs"],
             "main_epoch": result["epochs"] - self.pretrain_epochs,
@@ -193,28 +210,22 @@ def train_trial(config: dict[str, Any], *, data: MLCDataset | None, space: Searc
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     logger.set_tags({NODE_ID_TAG: node_id, NODE_IP_TAG: ray.util.get_node_ip_address(),  # this attempt's node
                      "infnet.cuda_visible_devices": ",".join(gpu_ids)})
-    state = load_checkpoint()
-    reporter = EpochReporter(int(cfg.trainer.max_epochs), int(cfg.method.get("pretrain_epochs", 0)), state.epoch if state else 0,
-                             settings.crash_after_epoch, node_id)
-
-    def pretrain_cache(run_cfg: Any, run_data: Any) -> Any:
-        from infnet.tune.pretrain_claims import shared_cache_for
-
-        reporter.pretrain_cache = shared_cache_for(run_cfg, run_data, settings.pretraining, trial_id)
-        return reporter.pretrain_cache
-
-    try:
+    reporter: EpochReporter | None = None
+    try:  # from here on, a failure ends the child run as an error (an unloadable checkpoint included)
+        state = load_checkpoint()
+        reporter = EpochReporter(int(cfg.trainer.max_epochs), int(cfg.method.get("pretrain_epochs", 0)),
+                                 state.epoch if state else 0, settings.crash_after_epoch, node_id, settings.metric)
         device, device_tags = trial_device(gpu_ids)
         logger.set_tags(device_tags)
         if gpu_ids or str(cfg.trainer.device) == "auto":
             OmegaConf.update(cfg, "trainer.device", device)
         result = run_training(cfg, data=data, on_epoch=reporter, state=state, run_logger=logger, verbose=False,
-                              pretrain_cache=pretrain_cache)
+                              pretrain_cache=reporter.open_pretrain_cache(settings.pretraining, trial_id))
     except Exception as exc:
         settings.runs.finish(logger.run_id, "error", {ERROR_TAG: f"{type(exc).__name__}: {exc}"[:500]})
         raise
     finally:
-        if reporter.pretrain_cache is not None:
+        if reporter is not None and reporter.pretrain_cache is not None:
             reporter.pretrain_cache.release()
     final = reporter.final(result)
     settings.runs.finish(logger.run_id, "completed", {RESULT_TAG: json.dumps(final)})
