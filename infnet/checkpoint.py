@@ -17,6 +17,9 @@ from typing import IO, Any
 
 import torch
 
+from infnet.data.seq.types import SeqBatch
+from infnet.loop import LoopState
+
 
 class UnsafeCheckpoint(RuntimeError):
     """A checkpoint holds something other than plain data; it was not loaded (nothing in it ran)."""
@@ -30,9 +33,6 @@ def safe_load(source: str | Path | IO[bytes], what: str) -> Any:
         UnsafeCheckpoint: ``source`` is not plain data (it names a Python object outside the allow-list,
             or is no torch file at all).
     """
-    from infnet.data.seq_types import SeqBatch
-    from infnet.loop import LoopState  # lazy: infnet.loop imports the pretraining cache, which imports this
-
     try:
         with torch.serialization.safe_globals([LoopState, SeqBatch]):
             return torch.load(source, map_location="cpu", weights_only=True)

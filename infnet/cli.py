@@ -22,6 +22,7 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 
 def bad_input_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input (their messages name the key, file or line), not a bug."""
+    # lazy: only when an error is classified, so that the train CLI never imports the sweep package
     from hydra.errors import HydraException
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 

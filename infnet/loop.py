@@ -24,13 +24,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from infnet.methods.base import Method
-from infnet.pretrain_cache import PretrainCache
+
+if TYPE_CHECKING:  # the cache is handed in; the cache's loader allow-lists LoopState (no import circle)
+    from infnet.pretrain_cache import PretrainCache
 
 
 class TrainingDiverged(RuntimeError):

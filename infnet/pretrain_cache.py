@@ -28,8 +28,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infnet.checkpoint import safe_load
-from infnet.data.cache import cache_root
-from infnet.data.types import MLCDataset
+from infnet.data.files import cache_root
+from infnet.data.mlc.types import MLCDataset
 
 FORMAT = "infnet-pretrain-5"  # bump whenever pretraining itself or the entry's layout changes
 ENERGY_KEYS = ("energy", "seq_energy")  # model config groups that pretraining does not read

@@ -34,6 +34,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from infnet.config import ConfigError, validate
+
 TYPES = ("int", "float", "categorical")
 #: Keys fixed for a whole sweep: the data set is loaded once per sweep, and ASHA's budget is
 #: ``trainer.max_epochs`` with a grace period that starts after ``method.pretrain_epochs``.
@@ -129,8 +131,6 @@ class SearchSpace:
         """Check every parameter against a composed training config: the key exists, its bounds or
         choices have the config value's kind (list or scalar), and each passes ``infnet.config.validate``
         (together with the parameters that are sampled only under that value)."""
-        from infnet.config import ConfigError, validate
-
         for p in self.params:
             missing = object()
             current = OmegaConf.select(cfg, p.name, default=missing)
@@ -195,7 +195,9 @@ def load_search_space(name_or_path: str | os.PathLike, check: bool = True) -> Se
         raise SearchSpaceError(f"{path}: not a readable YAML file: {exc}") from None
     space = parse_search_space(spec, name=path.stem, source=str(path))
     if check:
-        from infnet.compose import compose
+        from infnet.compose import (
+            compose,  # lazy: Hydra's compose API (the report reads spaces without it)
+        )
 
         try:
             cfg = compose(list(space.base_overrides))

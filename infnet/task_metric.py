@@ -38,27 +38,16 @@ TASK_METRICS: dict[str, TaskMetric] = {
 BY_KEY: dict[str, TaskMetric] = {"f1": TaskMetric("f1", "F1", "F1 (%)"), "acc": TASK_METRICS["pos"]}
 
 
-def task_of(data_cfg: Mapping[str, Any]) -> str:
-    """"mlc" | "ner" | "pos": the task a ``data`` config describes, inferred as the loaders do (an explicit
-    ``task``, else a tagging kind or preset means tagging, and the tagging task follows the kind)."""
-    from infnet.data import SEQ_KINDS, SEQ_PRESETS, SYNTHETIC_SEQ_NAME
-
-    task = data_cfg.get("task")
-    if task is not None:
-        return str(task)
-    kind, name = data_cfg.get("kind"), data_cfg.get("name")
-    if kind not in SEQ_KINDS and name not in (SYNTHETIC_SEQ_NAME, *SEQ_PRESETS):
-        return "mlc"
-    preset = SEQ_PRESETS.get(name)
-    return preset.task if preset else "pos" if kind == "conllu" else "ner"
-
-
 def metric_of(data_cfg: Mapping[str, Any]) -> TaskMetric:
-    """The selection metric of the task a ``data`` config describes."""
+    """The selection metric of the task a ``data`` config describes (:func:`infnet.data.task_of`)."""
+    from infnet.data import (
+        task_of,  # lazy: this module stays plain data for the report and the sweep summary
+    )
+
     task = task_of(data_cfg)
     if task not in TASK_METRICS:
         raise ValueError(f"data.task must be one of {sorted(TASK_METRICS)}, got {task!r}")
     return TASK_METRICS[task]
 
 
-__all__ = ["BY_KEY", "TASK_METRICS", "TaskMetric", "metric_of", "task_of"]
+__all__ = ["BY_KEY", "TASK_METRICS", "TaskMetric", "metric_of"]

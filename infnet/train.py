@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-import tempfile
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +25,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from infnet.cli import parse_command_line, run_cli
 from infnet.config import ConfigError, validate
+from infnet.data import load_data
 from infnet.data.outer import hold_out
 from infnet.loop import LoopState, fit, predict_test, score_test
 from infnet.methods import MethodContext, build_method
 from infnet.pretrain_cache import PretrainCache, cache_for
 from infnet.tasks import build_task
+from infnet.tracking import RunLogger, resolve_uri
 
 log = logging.getLogger("infnet.train")
 
@@ -107,8 +110,6 @@ def run_training(
         torch.set_num_threads(int(t.num_threads))
     device = pick_device(t.device)
     if data is None:
-        from infnet.data import load_data
-
         data = load_data(cfg.data)
     outer_fraction = float(cfg.data.get("outer_fraction") or 0.0)
     data, outer = hold_out(data, outer_fraction, t.seed)
@@ -190,8 +191,6 @@ def main_with_tracking(cfg: DictConfig, data: Any | None = None) -> dict[str, An
 
     The run ends ``FINISHED``, or ``FAILED`` (and the exception propagates) if training raised.
     """
-    from infnet.tracking import RunLogger, resolve_uri
-
     validate(cfg)
     uri = resolve_uri(cfg.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -211,8 +210,6 @@ def main_with_tracking(cfg: DictConfig, data: Any | None = None) -> dict[str, An
 
 def _cli_main() -> None:
     """Train once per config on the command line (several with Hydra's ``--multirun``); one JSON line each."""
-    from infnet.cli import parse_command_line
-
     configs = parse_command_line("infnet.train", "config", lambda cfg: cfg)
     logging.basicConfig(level=logging.WARNING)
     for cfg in configs:
@@ -220,6 +217,4 @@ def _cli_main() -> None:
 
 
 if __name__ == "__main__":
-    from infnet.cli import run_cli
-
     run_cli("infnet.train", _cli_main)

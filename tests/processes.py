@@ -51,14 +51,27 @@ def stop_group(pgid: int, timeout: float = 30) -> None:
             return
 
 
+def started_under(proc: Path, temp: str) -> bool:
+    """Whether process ``proc`` (``/proc/<pid>``) belongs to the Ray runtime under ``temp``: by its command
+    line, its environment, or a file it holds open there (its logs). Ray's agents rename their process title
+    (``ray::DashboardAgent``), which can overwrite both command line and environment; their logs stay open."""
+    if temp in (proc / "cmdline").read_bytes().decode(errors="replace") or f"RAY_TMPDIR={temp}".encode() in (proc / "environ").read_bytes():
+        return True
+    for fd in (proc / "fd").iterdir():
+        try:
+            if os.readlink(fd).startswith(temp):
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
+
+
 def ray_pids(temp: str) -> list[int]:
-    """The processes of the Ray runtime started under RAY_TMPDIR=``temp`` (this process aside). Matched by
-    command line or by environment: Ray's agents rename their process title (``ray::DashboardAgent``)."""
+    """The processes of the Ray runtime started under RAY_TMPDIR=``temp`` (this process aside)."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if int(proc.name) != os.getpid() and (temp in (proc / "cmdline").read_bytes().decode(errors="replace")
-                                                  or f"RAY_TMPDIR={temp}".encode() in (proc / "environ").read_bytes()):
+            if int(proc.name) != os.getpid() and started_under(proc, temp):
                 found.append(int(proc.name))
         except (OSError, ValueError):
             continue  # ended meanwhile, or not ours to read

@@ -61,7 +61,7 @@ def wait_for_job_server(address: str, timeout: float = 180) -> None:
             time.sleep(2)
 
 
-def submit_job(env: dict[str, str], address: str, entrypoint: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+def submit_job(env: dict[str, str], address: str, entrypoint: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     """``ray job submit --no-wait -- <entrypoint>``; retried while the head's job agent has not registered yet
     (the job server answers before it: "No available agent to submit job, please try again later")."""
     deadline = time.monotonic() + timeout
@@ -69,7 +69,9 @@ def submit_job(env: dict[str, str], address: str, entrypoint: list[str], timeout
         submit = subprocess.run([RAY, "job", "submit", "--address", address, "--no-wait", "--", *entrypoint],
                                 env=env, capture_output=True, text=True, timeout=120, check=False)
         if submit.returncode == 0 or "No available agent" not in submit.stderr + submit.stdout or time.monotonic() > deadline:
-            assert submit.returncode == 0, submit.stderr[-2000:]
+            logs = sorted(Path(env["RAY_TMPDIR"]).glob("ray/session_*/logs/dashboard_agent.log"))
+            agent = logs[-1].read_text(errors="replace")[-3000:] if logs else "(no dashboard_agent.log)"
+            assert submit.returncode == 0, f"{submit.stderr[-2000:]}\n--- the head's dashboard agent log:\n{agent}"
             return submit
         time.sleep(3)
 

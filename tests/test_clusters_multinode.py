@@ -35,7 +35,7 @@ from processes import QUIET_ENV, free_port, stop_group
 from test_tune_resume import child_runs
 from test_tune_sweep import TINY
 
-from infnet.tune.sweep import read_state
+from infnet.sweep_layout import read_state
 from infnet.tune.trainable import NODE_ID_TAG
 
 REPO = Path(__file__).resolve().parents[1]

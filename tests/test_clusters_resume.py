@@ -26,7 +26,7 @@ import pytest
 from processes import free_port, stop_group
 from test_tune_resume import SMALL, child_runs
 
-from infnet.tune.sweep import read_state
+from infnet.sweep_layout import read_state
 
 
 def env() -> dict[str, str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_data_helpers import ATTRIBUTES, arff_text, make_rows
 
-from infnet.data.arff import read_arff
+from infnet.data.mlc.arff import read_arff
 from infnet.data.errors import DataFormatError, DataNotFoundError
 
 HEADER = "@relation t\n@attribute a numeric\n@attribute b {x,y,z}\n@attribute c {0,1}\n@data\n"
@@ -125,7 +125,7 @@ def test_chunked_conversion_matches_single_chunk(tmp_path: Path, monkeypatch: py
     rows = make_rows(40, seed=5)
     path = write(tmp_path, arff_text(rows, sparse=True))
     whole = read_arff(path)
-    monkeypatch.setattr("infnet.data.arff._CHUNK_TOKENS", 7)
+    monkeypatch.setattr("infnet.data.mlc.arff._CHUNK_TOKENS", 7)
     chunked = read_arff(path)
     for field in ("indptr", "indices", "values"):
         np.testing.assert_array_equal(getattr(whole.rows, field), getattr(chunked.rows, field))

@@ -63,7 +63,7 @@ def test_damaged_cache_is_detected_and_rebuilt(
     }[damage]
     assert damaged != data
     path.write_bytes(damaged)
-    with caplog.at_level(logging.WARNING, logger="infnet.data.cache"):
+    with caplog.at_level(logging.WARNING, logger="infnet.data.parquet_cache"):
         rebuilt = load(toy, tmp_path / "c")
     assert "discarding unreadable dataset cache" in caplog.text
     assert_same(reference, rebuilt)

@@ -16,8 +16,8 @@ import pytest
 from test_data_helpers import write_single
 
 from infnet.data import DataDownloadError, load_mlc
-from infnet.data.cache import fetch
-from infnet.data.presets import PRESETS
+from infnet.data.files import fetch
+from infnet.data.mlc.presets import PRESETS
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

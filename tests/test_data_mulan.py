@@ -11,7 +11,7 @@ from test_data_helpers import FEATURE_NAMES, LABEL_NAMES, LABELS_XML, expected_s
 
 from infnet.data import DataFormatError, DataNotFoundError, load_mlc
 from infnet.data.errors import DataConfigError
-from infnet.data.mulan import read_labels
+from infnet.data.mlc.mulan import read_labels
 from infnet.data.splits import random_split
 
 NUMERIC = [0, 2, 3]  # x1, x2, n3 among the features; column 1 (color) is nominal

@@ -10,8 +10,8 @@ import pytest
 from test_data_helpers import shared_mulan_dir
 
 from infnet.data import MLCDataset, load_mlc
-from infnet.data.arff import read_arff
-from infnet.data.presets import PRESETS
+from infnet.data.mlc.arff import read_arff
+from infnet.data.mlc.presets import PRESETS
 from infnet.data.splits import random_split
 
 

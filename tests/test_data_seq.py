@@ -22,14 +22,14 @@ from infnet.data import (
     load_data,
     load_seq,
 )
-from infnet.data.conll import read_conll, to_bio
-from infnet.data.conllu import read_conllu
-from infnet.data.corpus import Corpus
+from infnet.data.seq.conll import read_conll, to_bio
+from infnet.data.seq.conllu import read_conllu
+from infnet.data.seq.corpus import Corpus
 from infnet.data.errors import RUN_KEYS
-from infnet.data.seq_config import SeqDataConfig
-from infnet.data.seq_types import PAD_ID, UNK_ID
-from infnet.data.tagging import bio_to_iob1, iob1_to_bio
-from infnet.data.vocab import Vocab, build_char_vocab, build_word_vocab
+from infnet.data.seq.config import SeqDataConfig
+from infnet.data.seq.types import PAD_ID, UNK_ID
+from infnet.data.seq.schemes import bio_to_iob1, iob1_to_bio
+from infnet.data.seq.vocab import Vocab, build_char_vocab, build_word_vocab
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "infnet" / "conf" / "data"
 
@@ -161,7 +161,7 @@ def test_read_conll_whitespace_quirks_crlf_and_gzip(tmp_path: Path) -> None:
 
 def test_improper_bio_is_repaired_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_conll(tmp_path / "bad.bio", [(["a", "b", "c"], ["O", "I-PER", "I-LOC"])])
-    with caplog.at_level(logging.WARNING, logger="infnet.data.conll"):
+    with caplog.at_level(logging.WARNING, logger="infnet.data.seq.conll"):
         corpus, changed = to_bio(read_conll(path), "bio")
     assert corpus.tags == ["O", "B-PER", "B-LOC"] and changed == 2
     assert "data.scheme=iob1" in caplog.text
@@ -418,7 +418,7 @@ def test_damaged_cache_is_rebuilt(corpus_dir: Path, tmp_path: Path, caplog: pyte
     [path] = sorted((tmp_path / "c" / "seq").iterdir())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with caplog.at_level(logging.WARNING, logger="infnet.data.seq_cache"):
+    with caplog.at_level(logging.WARNING, logger="infnet.data.parquet_cache"):
         rebuilt = load_seq(toy_cfg(corpus_dir, tmp_path / "c"))
     assert "discarding unreadable dataset cache" in caplog.text
     assert_same(reference, rebuilt)

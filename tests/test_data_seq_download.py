@@ -11,7 +11,7 @@ import pytest
 from test_data_download import serve_directory
 
 from infnet.data import DataDownloadError, load_seq
-from infnet.data.seq_presets import SEQ_PRESETS, UD_EWT_BASE_URL, WNUT17_BASE_URL
+from infnet.data.seq.presets import SEQ_PRESETS, UD_EWT_BASE_URL, WNUT17_BASE_URL
 
 WNUT_TEXT = "Hi\tO\nAda\tB-person\nLovelace\tI-person\n\t\nbye\tO\n"
 UD_TEXT = "# sent_id = 1\n1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n2\t!\t!\tPUNCT\t.\t_\t1\tpunct\t_\t_\n"

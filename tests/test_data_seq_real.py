@@ -11,8 +11,8 @@ import pytest
 from test_data_helpers import SHARED_DATA
 
 from infnet.data import SeqDataset, load_seq
-from infnet.data.conll import read_conll
-from infnet.data.seq_presets import SEQ_PRESETS
+from infnet.data.seq.conll import read_conll
+from infnet.data.seq.presets import SEQ_PRESETS
 from infnet.metrics import span_f1
 
 # name -> (sentences, tokens) per split, from ../shared/data/README.md

@@ -10,8 +10,8 @@ from infnet.data import load_mlc
 from infnet.data.errors import DataConfigError
 from infnet.compose import compose
 from infnet.data import load_data
-from infnet.data.synthetic import label_set_prior, make_synthetic_mlc, valid_label_sets
-from infnet.data.types import MLCDataset
+from infnet.data.mlc.synthetic import label_set_prior, make_synthetic_mlc, valid_label_sets
+from infnet.data.mlc.types import MLCDataset
 
 
 def arrays(ds: MLCDataset) -> list[np.ndarray]:

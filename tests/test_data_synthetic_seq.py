@@ -9,7 +9,7 @@ import pytest
 
 from infnet.data import SeqDataset, load_data, load_seq
 from infnet.data.errors import DataConfigError
-from infnet.data.synthetic_seq import MAX_LEN, MIN_LEN
+from infnet.data.seq.synthetic import MAX_LEN, MIN_LEN
 from infnet.metrics import span_f1
 
 SMALL = {"n_train": 300, "n_dev": 60, "n_test": 80}

@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from infnet.data.seq_types import SeqFeatures
+from infnet.data.seq.types import SeqFeatures
 from infnet.inference import mirror_descent, search_error, simplex_mirror_descent
 from infnet.nets import SeqEnergy, one_hot_tags
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from seqeval.metrics import accuracy_score, f1_score
 
-from infnet.data.tagging import bio_to_iob1, iob1_to_bio
+from infnet.data.seq.schemes import bio_to_iob1, iob1_to_bio
 from infnet.metrics import span_f1, token_accuracy
 
 PROPER = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]

@@ -102,7 +102,7 @@ def test_energy_mixed_second_derivatives_match_finite_differences(high_order: st
     differences (padding included)."""
     from torch.func import functional_call
 
-    from infnet.data.seq_types import SeqFeatures
+    from infnet.data.seq.types import SeqFeatures
     from infnet.nets.seq_energy import SeqEnergy
 
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def test_conll_predictions_round_trip_to_the_source_iob1_tags(tmp_path: Path) ->
     """A smoke run on a 300-sentence subsample of CoNLL-2003: the logged predictions' gold column is the
     test file itself (tokens and IOB1 tags, -DOCSTART- lines dropped), and the reported span F1 is what
     the predicted column scores against it."""
-    from infnet.data.tagging import iob1_to_bio
+    from infnet.data.seq.schemes import iob1_to_bio
     from infnet.metrics import span_f1
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from infnet.data.seq_types import PAD_ID, UNK_ID, SeqBatch, SeqFeatures
+from infnet.data.seq.types import PAD_ID, UNK_ID, SeqBatch, SeqFeatures
 from infnet.nets import CharEncoder, SeqEnergy, SeqFeatureNet, SeqInferenceNet, masked_softmax, one_hot_tags
 from infnet.nets.sequence import unk_probabilities
 

@@ -113,7 +113,7 @@ def test_nan_loss_fails_the_run_clearly_and_records_it(tmp_path: Path) -> None:
     import numpy as np
 
     from infnet.data import load_mlc
-    from infnet.data.types import MLCDataset, MLCSplit, SparseRows
+    from infnet.data.mlc.types import MLCDataset, MLCSplit, SparseRows
     from infnet.loop import TrainingDiverged
 
     cfg = compose(_overrides("ce", f"sqlite:///{tmp_path / 'mlflow.db'}"))

@@ -43,10 +43,12 @@ def test_sequence_spaces_select_on_their_task_metric(tmp_path: Path) -> None:
 
 
 def test_task_inferred_from_a_data_config_as_the_loaders_do() -> None:
-    from infnet.task_metric import metric_of, task_of
+    from infnet.data import task_of
+    from infnet.task_metric import metric_of
 
-    assert [task_of(d) for d in ({"name": "bibtex"}, {"name": "ud_ewt"}, {"name": "wnut17"}, {"name": "mine", "kind": "conllu"},
-                                 {"name": "mine", "kind": "conll"}, {"name": "synthetic_seq"}, {"name": "x", "task": "pos"})] == [
+    files = {"root": "/data/mine", "files": {"train": "a", "dev": "b", "test": "c"}}
+    assert [task_of(d) for d in ({"name": "bibtex"}, {"name": "ud_ewt"}, {"name": "wnut17"}, {"name": "mine", "kind": "conllu", **files},
+                                 {"name": "mine", "kind": "conll", **files}, {"name": "synthetic_seq"}, {"name": "x", "task": "pos"})] == [
         "mlc", "pos", "ner", "pos", "ner", "ner", "pos"]
     with pytest.raises(ValueError, match="data.task must be one of"):
         metric_of({"task": "parsing"})

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from infnet.data.seq_types import PAD_ID, SeqBatch, SeqFeatures
+from infnet.data.seq.types import PAD_ID, SeqBatch, SeqFeatures
 from infnet.inference import simplex_mirror_descent
 from infnet.nets import SeqEnergy, SeqFeatureNet, SeqInferenceNet
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from infnet.compose import compose
-from infnet.data.types import MLCDataset, MLCSplit, SparseRows
+from infnet.data.mlc.types import MLCDataset, MLCSplit, SparseRows
 from infnet.implicit import tree
 from infnet.implicit.hvp import HVP_MODES, HVPOperator
 from infnet.methods import MethodContext, build_method

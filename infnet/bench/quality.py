@@ -22,6 +22,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from infnet.compose import compose
+from infnet.train import run_training
+
 #: Named variants: Hydra overrides on top of the data's defaults.
 VARIANTS: dict[str, list[str]] = {
     "ce": ["method=ce"],
@@ -32,7 +35,7 @@ VARIANTS: dict[str, list[str]] = {
     "implicit": ["method=implicit"],
     "implicit_frozen": ["method=implicit", "method.freeze_energy=true"],
     "crf": ["method=crf"],  # sequence labelling only
-    # the testbed study (data=synthetic_testbed; README "Can a learned energy carry structure?"):
+    # the testbed study (data=synthetic_testbed; docs/results.md, "Can a learned energy carry structure?"):
     # gradient-based inference on the generator's own structure, an inference network trained on it
     # (frozen), implicit with the energy at the training inputs (the behaviour before this study), and
     # the setting the testbed's dev chose (more θ steps, a label-term rate it can use), with either label term
@@ -47,9 +50,6 @@ VARIANTS: dict[str, list[str]] = {
 
 def run_one(overrides: list[str]) -> dict[str, Any]:
     """Compose and run one configuration (in a worker process); returns its result row."""
-    from infnet.compose import compose
-    from infnet.train import run_training
-
     cfg = compose(overrides + ["trainer.num_threads=1"])
     start = time.perf_counter()
     result = run_training(cfg, verbose=False)

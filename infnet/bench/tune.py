@@ -51,6 +51,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from ray import tune
+
+from infnet.data import load_data
+from infnet.tune import prepare, run_sweep
+from infnet.tune.child_runs import ChildRuns
+from infnet.tune.driver import open_parent, start_ray
+from infnet.tune.results import startup_seconds
+from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
 
 ONE_POINT = "base_overrides: [method=implicit]\nparams: {method.solver: {type: categorical, choices: [cg]}}\n"
 STRATEGIES = {"tpe+asha": ["tune.searcher=tpe", "tune.scheduler=asha"], "random": ["tune.searcher=random", "tune.scheduler=none"]}
@@ -62,8 +70,6 @@ def data_overrides(args: argparse.Namespace) -> list[str]:
 
 def sweep(overrides: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run one sweep in this process; returns its summary and its results table rows."""
-    from infnet.tune import prepare, run_sweep
-
     summary = run_sweep(prepare(overrides))
     return summary, pq.read_table(summary["results_path"]).to_pylist()
 
@@ -172,15 +178,6 @@ def efficiency(args: argparse.Namespace, out: Path) -> str:
 def startup_trials(overrides: list[str], ship: bool, samples: int) -> list[float]:
     """``startup_seconds`` of ``samples`` trials of the one-point sweep ``overrides``, the dataset shipped
     through the object store (``ship``) or loaded by each trial."""
-    from ray import tune
-
-    from infnet.data import load_data
-    from infnet.tune import prepare
-    from infnet.tune.child_runs import ChildRuns
-    from infnet.tune.driver import open_parent
-    from infnet.tune.results import startup_seconds
-    from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
-
     sweep, parent = open_parent(prepare(overrides))
     runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name, parent.experiment_id)
     data = load_data(sweep.cfg.data) if ship else None
@@ -228,8 +225,6 @@ def main(argv: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_worker_niceness", "0")  # inherited by the Ray runtimes started below
     if args.what != "overhead":
-        from infnet.tune.driver import start_ray
-
         start_ray()  # one local runtime shared by every sweep of this benchmark
     table = {"overhead": overhead, "scaling": scaling, "efficiency": efficiency, "startup": startup}[args.what](args, out)
     print(f"command: python -m infnet.bench tune {' '.join(argv)}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from infnet.data.seq_types import SeqFeatures
+from infnet.data.seq.types import SeqFeatures
 from infnet.nets.seq_energy import SeqEnergy
 from infnet.nets.sequence import one_hot_tags
 

@@ -1,10 +1,10 @@
 """The small interface every training method implements, and the pieces they share.
 
-A method owns its networks and optimisers. The training loop (``infnet.train.fit``) calls
+A method owns its networks and optimisers. The training loop (``infnet.loop.fit``) calls
 ``train_step`` once per mini-batch, ``end_epoch`` once per epoch, ``predict`` for evaluation, and
 ``begin_main`` when an energy method finishes its cross-entropy pretraining phase.
 
-Parameter ownership is explicit (DESIGN.md): the inference network ψ, the energy θ and, for
+Parameter ownership is explicit: the inference network ψ, the energy θ and, for
 Tu & Gimpel, the cost-augmented network Φ are separate modules with separate optimisers.
 """
 

@@ -1,7 +1,7 @@
 """Exact linear-chain CRF: the reference model (baseline ``crf``) and the exact decoder of chain energies.
 
-The CRF works with *scores* (log-potentials, higher is better), the boundary where DESIGN.md allows
-them; a chain energy is ``E = −score``. For tags y₁..y_n of a sentence of length n,
+The CRF works with *scores* (log-potentials, higher is better): the one place where the project's
+energies (lower is better) meet scores; a chain energy is ``E = −score``. For tags y₁..y_n of a sentence of length n,
 
     score(y) = start[y₁] + Σ_t unary[t, y_t] + Σ_{t<n} trans[y_t, y_{t+1}] + end[y_n],
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as fn
 from torch import nn
 
-from infnet.data.seq_types import SeqFeatures
+from infnet.data.seq.types import SeqFeatures
 from infnet.nets.crf import LinearChainCRF
 
 HIGH_ORDER = ("none", "conv", "lstm")

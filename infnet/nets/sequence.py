@@ -18,7 +18,7 @@ import torch.nn.functional as fn
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from infnet.data.seq_types import PAD_ID, UNK_ID, SeqBatch
+from infnet.data.seq.types import PAD_ID, UNK_ID, SeqBatch
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import sys
 
 from infnet.report.build import DEFAULT_OUT, build_report
 from infnet.report.figures import FOCUS
+from infnet.report.sources import SourceError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,8 +39,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from infnet.report.sources import SourceError
-
     args = parser().parse_args(argv)
     try:
         result = build_report(args.sources, out=args.out, tracking_uri=args.tracking_uri, reference=args.reference, top=args.top,

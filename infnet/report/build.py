@@ -21,6 +21,7 @@ from infnet.report.charts import Figure, error_bars
 from infnet.report.compare import compare
 from infnet.report.figures import FOCUS, curve_figures, optuna_figures
 from infnet.report.history import sweep_history
+from infnet.report.render import write_report
 from infnet.report.sources import ResultSet, load_sources
 from infnet.report.study import build_study
 from infnet.report.tables import (
@@ -32,10 +33,14 @@ from infnet.report.tables import (
     solver_verdict,
     trials_table,
 )
+from infnet.sweep_layout import (
+    FIGURES_DIR,
+    REPORT_DIR,
+    REPORT_FILE,
+    absolute_storage,
+    join,
+)
 
-REPORT_FILE = "report.html"
-FIGURES_DIR = "figures"
-ARTIFACT_DIR = "report"
 DEFAULT_OUT = "infnet-report"
 
 
@@ -137,8 +142,6 @@ def publish(staging: Path, destination: str) -> None:
     ``report.html`` and ``figures/`` (nothing else in the folder is touched)."""
     import pyarrow.fs
 
-    from infnet.tune.sweep import join
-
     fs, root = pyarrow.fs.FileSystem.from_uri(destination)
     fs.create_dir(root, recursive=True)
     if fs.get_file_info(join(root, FIGURES_DIR)).type == pyarrow.fs.FileType.Directory:
@@ -152,14 +155,11 @@ def build_report(sources: Sequence[str], out: str | None = None, tracking_uri: s
     (default: the sweep folder's ``report/`` for one sweep, else ``./infnet-report``) and, for one sweep
     with a known parent run and ``log_to_mlflow``, log it to that run. Returns ``report`` (path of the
     HTML), ``figures`` (PNG paths), ``mlflow_run_id`` (the run it was logged to, or None) and ``notes``."""
-    from infnet.report.render import write_report
-    from infnet.tune.sweep import absolute_storage
-
     sets = load_sources(sources, tracking_uri)
     command = shlex.join(["python", "-m", "infnet.report", *sources] + (["--tracking-uri", tracking_uri] if tracking_uri else []))
     report = assemble(sets, command, reference, top, focus)
     single = sets[0] if len(sets) == 1 else None
-    destination = absolute_storage(out or (f"{single.location.rstrip('/')}/{ARTIFACT_DIR}" if single and single.location else DEFAULT_OUT))
+    destination = absolute_storage(out or (f"{single.location.rstrip('/')}/{REPORT_DIR}" if single and single.location else DEFAULT_OUT))
     logged = single.parent_run_id if single and log_to_mlflow and single.tracking_uri and single.parent_run_id else None
     with tempfile.TemporaryDirectory() as d:
         files = write_report(report, Path(d), template)
@@ -167,7 +167,7 @@ def build_report(sources: Sequence[str], out: str | None = None, tracking_uri: s
         if logged:
             import mlflow
 
-            mlflow.MlflowClient(single.tracking_uri).log_artifacts(logged, d, ARTIFACT_DIR)
+            mlflow.MlflowClient(single.tracking_uri).log_artifacts(logged, d, REPORT_DIR)
     base = destination.rstrip("/")
     return {
         "report": f"{base}/{REPORT_FILE}",

@@ -14,6 +14,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infnet.sweep_layout import REPORT_FILE
+
 if TYPE_CHECKING:
     from infnet.report.build import Report
 
@@ -44,8 +46,6 @@ def render_html(report: Report, template: str | os.PathLike | None = None) -> st
 def write_report(report: Report, folder: Path, template: str | os.PathLike | None = None) -> list[str]:
     """Write the figures' PNGs (at their ``file``) and ``report.html`` into ``folder``; returns the paths
     written, relative to it."""
-    from infnet.report.build import REPORT_FILE
-
     files = [f.file for f in report.figures() if f.png]
     for figure in report.figures():
         if figure.png:

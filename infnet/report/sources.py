@@ -27,15 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from infnet.search_space import SearchSpace, parse_search_space
+from infnet.sweep_layout import (
+    CONFIG_ARTIFACT,
+    RESULTS_FILE,
+    SEARCH_SPACE_ARTIFACT,
+    absolute_storage,
+    join,
+    read_state,
+)
 from infnet.task_metric import BY_KEY, TaskMetric
-from infnet.tune.driver import RESULTS_FILE
-from infnet.tune.sweep import absolute_storage, join, read_state
+from infnet.tracking import resolve_uri
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-SEARCH_SPACE_ARTIFACT = "search_space.yaml"
 #: column names of results tables written before the task-neutral metric columns
 LEGACY_COLUMNS = {"dev_f1": "dev_metric", "test_f1": "test_metric"}
-CONFIG_ARTIFACT = "sweep_config.yaml"
 
 
 class SourceError(ValueError):
@@ -179,8 +184,6 @@ def expand(arg: str) -> list[str]:
 def load_sources(args: Sequence[str], tracking_uri: str | None = None) -> list[ResultSet]:
     """The result sets the arguments name; ``tracking_uri`` overrides the recorded one (and is needed
     for a run id when it is not the default store ``sqlite:///<cwd>/mlflow.db``)."""
-    from infnet.tracking import resolve_uri
-
     sets: list[ResultSet] = []
     for arg in args:
         files = expand(arg)

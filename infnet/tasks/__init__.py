@@ -6,20 +6,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from infnet.data.mlc.types import MLCDataset
 from infnet.tasks.base import Selection, Task
+from infnet.tasks.multilabel import MultiLabelTask
+from infnet.tasks.sequence import SequenceTask
 
 
 def build_task(data: Any, model: DictConfig) -> Task:
     """The task of a loaded dataset: multi-label for an ``MLCDataset``, else sequence labelling."""
-    from infnet.data.types import MLCDataset
-
-    if isinstance(data, MLCDataset):
-        from infnet.tasks.multilabel import MultiLabelTask
-
-        return MultiLabelTask(data, model)
-    from infnet.tasks.sequence import SequenceTask
-
-    return SequenceTask(data, model)
+    return MultiLabelTask(data, model) if isinstance(data, MLCDataset) else SequenceTask(data, model)
 
 
 __all__ = ["Selection", "Task", "build_task"]

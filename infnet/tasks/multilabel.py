@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from infnet.data.types import MLCSplit
+from infnet.data.mlc.synthetic import GENERATOR_VERSION, label_set_prior
+from infnet.data.mlc.types import MLCSplit
 from infnet.inference.gbi import GBIResult, mirror_descent
 from infnet.losses import bce_prob_sum, bce_sum, bernoulli_entropy, soft_f1_loss
 from infnet.metrics import example_f1, tune_threshold
@@ -41,8 +42,6 @@ class MultiLabelTask(Task):
 
     def oracle_term(self, weight: float) -> PriorTerm:
         """The generator's own log-prior over valid label sets (synthetic data only), times ``weight``."""
-        from infnet.data.synthetic import GENERATOR_VERSION, label_set_prior
-
         if self.data.meta.get("generator") != GENERATOR_VERSION:
             raise ValueError(
                 f"model.energy.oracle needs data=synthetic_mlc (generator {GENERATOR_VERSION}); "

@@ -9,8 +9,12 @@ import torch
 import torch.nn.functional as fn
 from torch import nn
 
-from infnet.data.seq_types import SeqBatch, SeqFeatures
+from infnet.data.seq.types import SeqBatch, SeqFeatures
 from infnet.inference.gbi import GBIResult
+from infnet.inference.gbi_simplex import simplex_mirror_descent
+from infnet.metrics import span_f1, token_accuracy
+from infnet.nets.seq_energy import SeqEnergy
+from infnet.nets.sequence import SeqFeatureNet, SeqInferenceNet, masked_softmax
 from infnet.task_metric import TASK_METRICS
 from infnet.tasks.base import Objective, Selection, Task
 
@@ -28,8 +32,6 @@ class SequenceTask(Task):
         self.metric = TASK_METRICS[data.task].key  # "f1" | "acc"
 
     def build_infnet(self) -> nn.Module:
-        from infnet.nets.sequence import SeqFeatureNet, SeqInferenceNet
-
         s, d = self.model.seq, self.data
         features = SeqFeatureNet(
             d.n_words, d.n_chars, s.word_dim, s.char_dim, s.char_hidden, s.lstm_hidden, s.lstm_layers, s.dropout,
@@ -38,8 +40,6 @@ class SequenceTask(Task):
         return SeqInferenceNet(features, d.n_labels)
 
     def build_energy(self, feature_dim: int) -> nn.Module:
-        from infnet.nets.seq_energy import SeqEnergy
-
         e = self.model.seq_energy
         return SeqEnergy(
             feature_dim, self.data.n_labels, e.pairwise, e.high_order, e.order_hidden, e.order_window, e.global_scale,
@@ -50,8 +50,6 @@ class SequenceTask(Task):
         return SeqFeatures(h, x.mask)
 
     def relax(self, logits: torch.Tensor, x: SeqBatch) -> torch.Tensor:
-        from infnet.nets.sequence import masked_softmax
-
         return masked_softmax(logits, x.mask)
 
     def ce_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -73,8 +71,6 @@ class SequenceTask(Task):
         return -(y * y.clamp_min(EPS).log()).sum((1, 2)).mean()
 
     def gbi(self, objective: Objective, z0: torch.Tensor, x: SeqBatch, steps: int, lr: float, entropy: float) -> GBIResult:
-        from infnet.inference.gbi_simplex import simplex_mirror_descent
-
         return simplex_mirror_descent(objective, z0, x.mask, steps, lr, entropy)
 
     def sample(self, p: torch.Tensor, n: int) -> torch.Tensor:
@@ -97,8 +93,6 @@ class SequenceTask(Task):
         return [[names[k] for k in row[: len(g)]] for row, g in zip(ids, gold)]
 
     def evaluate(self, scores: torch.Tensor, gold: list[list[str]]) -> float:
-        from infnet.metrics import span_f1, token_accuracy
-
         pred = self.decode(scores, gold)
         return span_f1(gold, pred) if self.metric == "f1" else token_accuracy(gold, pred)
 

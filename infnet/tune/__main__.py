@@ -18,6 +18,16 @@ import logging
 import sys
 from typing import Any
 
+from infnet.cli import parse_command_line, run_cli
+from infnet.search_space import (
+    SearchSpaceError,
+    load_search_space,
+    merge_overrides,
+    override_key,
+)
+from infnet.tune import prepare, run_sweep
+from infnet.tune.sweep import RESUME_SETTINGS
+
 
 def summary_text(summary: dict[str, Any]) -> str:
     """The human-readable end of a sweep: best trial, counts, where the results are, the MLflow UI."""
@@ -65,13 +75,6 @@ def with_space_overrides(args: list[str]) -> list[str]:
 
     from omegaconf import OmegaConf
 
-    from infnet.search_space import (
-        SearchSpaceError,
-        load_search_space,
-        merge_overrides,
-        override_key,
-    )
-
     overrides = [a for a in args if "=" in a or a.startswith("~")]
     chosen = [a.split("=", 1)[1] for a in overrides if override_key(a) == "search_space"]
     name = chosen[-1] if chosen else OmegaConf.load(str(files("infnet.conf") / "tune.yaml")).search_space
@@ -88,16 +91,11 @@ def main() -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from infnet.cli import parse_command_line
-
     sys.argv = [sys.argv[0], *with_space_overrides(sys.argv[1:])]
     # Hydra checks the overrides (and serves --help, --cfg)
     captured = parse_command_line("infnet.tune", "tune", lambda cfg: list(HydraConfig.get().overrides.task))
     if not captured:
         return
-    from infnet.tune import prepare, run_sweep
-    from infnet.tune.sweep import RESUME_SETTINGS
-
     sweep = prepare(captured[0])
     show_warnings()
     if sweep.resumed:
@@ -110,6 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from infnet.cli import run_cli
-
     run_cli("infnet.tune", main)

@@ -27,14 +27,27 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from infnet.tracking import RunLogger, ensure_experiment, flatten, runs_url, share_runs_view
+from infnet.sweep_layout import (
+    BEST_FILE,
+    CONFIG_ARTIFACT,
+    RESULTS_FILE,
+    SEARCH_SPACE_ARTIFACT,
+    filesystem,
+    join,
+)
+from infnet.tracking import (
+    RunLogger,
+    ensure_experiment,
+    flatten,
+    runs_url,
+    share_runs_view,
+)
 from infnet.tune.child_runs import ERROR_TAG, TRIAL_TAG, ChildRuns
-from infnet.tune.sweep import Sweep, join, write_state
+from infnet.tune.results import best_row, results_table, trial_rows, trial_status
+from infnet.tune.sweep import Sweep, write_state
 
 log = logging.getLogger("infnet.tune")
 
-RESULTS_FILE = "results.parquet"
-BEST_FILE = "best_config.json"
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -62,8 +75,8 @@ def open_parent(sweep: Sweep) -> tuple[Sweep, RunLogger]:
     tags = {"infnet.entry": "tune", "infnet.sweep": sweep.name, "infnet.sweep_path": sweep.path,
             "infnet.method": str(sweep.cfg.method.name), "infnet.data": str(sweep.cfg.data.name)}
     parent = RunLogger(sweep.tracking_uri, sweep.experiment, run_name=sweep.name, params=params, tags=tags)
-    parent.log_dict(sweep.space.spec, "search_space.yaml")
-    parent.log_dict(OmegaConf.to_container(sweep.cfg, resolve=True), "sweep_config.yaml")
+    parent.log_dict(sweep.space.spec, SEARCH_SPACE_ARTIFACT)
+    parent.log_dict(OmegaConf.to_container(sweep.cfg, resolve=True), CONFIG_ARTIFACT)
     return sweep.with_parent(parent.run_id), parent
 
 
@@ -102,7 +115,7 @@ def trial_resources(tune_cfg: Any) -> dict[str, float]:
     """CPUs and GPUs per trial (GPUs: :func:`infnet.tune.gpu.gpu_request`)."""
     import ray
 
-    from infnet.tune.gpu import gpu_request
+    from infnet.tune.gpu import gpu_request  # lazy: torch
 
     gpus = gpu_request(float(tune_cfg.gpus_per_trial), ray.cluster_resources().get("GPU", 0), bool(tune_cfg.address))
     return {"cpu": float(tune_cfg.cpus_per_trial), "gpu": gpus}
@@ -118,8 +131,14 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any) -> Any:
     ``pretraining``: where trials share CE pretrainings (``pretrain_claims.SharedPretraining``)."""
     from ray import tune
 
+    # lazy: Ray, Optuna, torch and the data loaders load when a sweep runs, not when it is prepared
     from infnet.data import load_data
-    from infnet.tune.callbacks import ChildRunCloser, GpuWaitReporter, ProgressPrinter, use_child_runs
+    from infnet.tune.callbacks import (
+        ChildRunCloser,
+        GpuWaitReporter,
+        ProgressPrinter,
+        use_child_runs,
+    )
     from infnet.tune.search import METRIC, MODE, make_scheduler, make_searcher
     from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
 
@@ -157,7 +176,7 @@ def has_experiment_state(path: str) -> bool:
     """Whether Tune saved an experiment snapshot (``experiment_state-*.json``) in ``path``."""
     import pyarrow.fs
 
-    fs, root = pyarrow.fs.FileSystem.from_uri(path)
+    fs, root = filesystem(path)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
     return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
 
@@ -190,7 +209,7 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
     started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
     warn_if_not_shared(sweep)
     try:
-        from infnet.tune.pretrain_claims import start_claims
+        from infnet.tune.pretrain_claims import start_claims  # lazy: Ray
 
         pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
         make_tuner(sweep, runs, pretraining).fit()
@@ -214,8 +233,7 @@ def collect(sweep: Sweep, runs: ChildRuns) -> tuple[list[dict[str, Any]], int]:
     RUNNING are closed, orphans deleted); returns the rows and the number of deleted orphan runs."""
     from ray import tune
 
-    from infnet.tune.callbacks import error_text
-    from infnet.tune.results import trial_rows, trial_status
+    from infnet.tune.callbacks import error_text  # lazy: Ray
 
     trials = tune.ExperimentAnalysis(sweep.path).trials
     statuses = {t.trial_id: trial_status(t) for t in trials}
@@ -232,8 +250,6 @@ def collect(sweep: Sweep, runs: ChildRuns) -> tuple[list[dict[str, Any]], int]:
 def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, view: tuple[str, str]) -> dict[str, Any]:
     """The summary printed as the CLI's last line (best trial on dev, counts, where results are);
     ``view``: (experiment id, runs view key) of :func:`sweep_view`."""
-    from infnet.tune.results import best_row
-
     best = best_row(rows) or {}
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "error", "interrupted")}
     return {
@@ -268,16 +284,13 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, view: tupl
 def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: tuple[str, str]) -> dict[str, Any]:
     """Write ``results.parquet`` and ``best_config.json`` (sweep folder and parent-run artifacts), log
     the parent's metrics and end it (KILLED if trials are unfinished); returns the summary."""
-    import pyarrow.fs
     import pyarrow.parquet as pq
-
-    from infnet.tune.results import results_table
 
     rows, deleted = collect(sweep, runs)
     summary = summarize(sweep, rows, deleted, view)
     best = {k: summary[k] for k in ("best_config", "metric", "best_dev_metric", "best_test_metric", "best_trial_id", "best_mlflow_run_id")}
     table = results_table(rows, sweep.space)
-    fs, root = pyarrow.fs.FileSystem.from_uri(sweep.path)
+    fs, root = filesystem(sweep.path)
     pq.write_table(table, join(root, RESULTS_FILE), filesystem=fs)
     with fs.open_output_stream(join(root, BEST_FILE)) as f:
         f.write(json.dumps(best, indent=1).encode())
@@ -305,7 +318,9 @@ def sweep_report(sweep: Sweep) -> str | None:
     returns the HTML's path, or None after logging a warning: the results are already saved, and a
     report that cannot be built must not fail or lose the sweep."""
     try:
-        from infnet.report import build_report
+        from infnet.report import (
+            build_report,  # lazy: the report's plotting stack loads only to build it
+        )
 
         return build_report([join(sweep.path, RESULTS_FILE)])["report"]
     except Exception as exc:  # noqa: BLE001 - see the docstring

@@ -22,11 +22,11 @@ import ray
 from omegaconf import DictConfig
 
 from infnet.pretrain_cache import PretrainCache, pretrain_key, uses_pretrain_cache
+from infnet.sweep_layout import PRETRAIN_CACHE_DIR, join
 
 HEARTBEAT_S = 5.0
 STALE_S = 60.0
 POLL_S = 1.0
-CACHE_FOLDER = "pretrain_cache"
 
 
 @ray.remote(num_cpus=0)
@@ -67,7 +67,7 @@ def start_claims(storage_path: str, sweep_name: str) -> tuple[SharedPretraining,
     actor handle (kept by the driver: the actor lives as long as the driver's Ray job)."""
     name = f"infnet-pretrain-claims-{sweep_name}"
     actor = PretrainClaims.options(name=name, get_if_exists=True).remote()
-    return SharedPretraining(f"{storage_path.rstrip('/')}/{CACHE_FOLDER}", name), actor
+    return SharedPretraining(join(storage_path, PRETRAIN_CACHE_DIR), name), actor
 
 
 class SharedPretrainCache(PretrainCache):

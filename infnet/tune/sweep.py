@@ -21,7 +21,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -34,10 +33,16 @@ from infnet.search_space import (
     override_key,
     parse_search_space,
 )
+from infnet.sweep_layout import (
+    STATE_FILE,
+    absolute_storage,
+    filesystem,
+    join,
+    read_state,
+)
 from infnet.task_metric import TaskMetric, metric_of
 from infnet.tracking import resolve_uri
 
-STATE_FILE = "infnet_sweep.json"
 FORMAT = "infnet-sweep-2"  # 2: trials report the task-neutral ``dev_metric`` (1: ``dev_f1``)
 
 ComposeFn = Callable[[Sequence[str], str], DictConfig]
@@ -96,18 +101,9 @@ class Sweep:
 
 
 def default_compose(overrides: Sequence[str], config_name: str) -> DictConfig:
-    from infnet.compose import compose
+    from infnet.compose import compose  # lazy: Hydra's compose API
 
     return compose(overrides, config_name)
-
-
-def absolute_storage(storage_path: str) -> str:
-    """A URI is kept; a local path is made absolute (Ray rejects relative storage paths)."""
-    return storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
-
-
-def join(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}"
 
 
 def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compose) -> Sweep:
@@ -160,24 +156,6 @@ def from_state(state: dict[str, Any], path: str, given: dict[str, Any] | None = 
     return Sweep(cfg, space, path, tracking_uri, state["parent_run_id"], resumed=True, resume_settings=tuple(given))
 
 
-def _fs(path: str) -> tuple[Any, str]:
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSystem.from_uri(path)
-
-
-def read_state(path: str) -> dict[str, Any] | None:
-    """The content of ``<path>/infnet_sweep.json``, or None if there is none."""
-    import pyarrow.fs
-
-    fs, root = _fs(path)
-    file = join(root, STATE_FILE)
-    if fs.get_file_info(file).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(file) as f:
-        return json.loads(f.read().decode())
-
-
 def write_state(sweep: Sweep) -> None:
     """Persist ``sweep`` (config, space, tracking, parent run) as ``<path>/infnet_sweep.json``."""
     assert sweep.parent_run_id is not None
@@ -189,10 +167,10 @@ def write_state(sweep: Sweep) -> None:
         "experiment": sweep.experiment,
         "parent_run_id": sweep.parent_run_id,
     }
-    fs, root = _fs(sweep.path)
+    fs, root = filesystem(sweep.path)
     fs.create_dir(root, recursive=True)
     with fs.open_output_stream(join(root, STATE_FILE)) as f:
         f.write(json.dumps(state, indent=1).encode())
 
 
-__all__ = ["RESUME_SETTINGS", "STATE_FILE", "Sweep", "SweepError", "prepare", "read_state", "write_state"]
+__all__ = ["RESUME_SETTINGS", "Sweep", "SweepError", "prepare", "write_state"]

@@ -43,16 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from omegaconf import OmegaConf
+from ray import tune
 
 from infnet.checkpoint import UnsafeCheckpoint, safe_load
 from infnet.config import ConfigError
-from infnet.data.types import MLCDataset
+from infnet.data import MLCDataset, SeqDataset
 from infnet.loop import LoopState, TrainingDiverged
 from infnet.search_space import SearchSpace
+from infnet.train import run_training
 from infnet.tune.child_runs import ERROR_TAG, RESULT_TAG, STATUS_TAG, ChildRuns
 from infnet.tune.gpu import CudaUnavailable, trial_device
+from infnet.tune.pretrain_claims import shared_cache_for
 
 BASE_KEY = "base"
 CHECKPOINT_FILE = "loop_state.pt"
@@ -92,8 +96,6 @@ class EpochReporter:
         """``run_training``'s ``pretrain_cache`` hook, bound to the sweep's ``shared`` pretraining
         (``pretrain_claims.SharedPretraining``) and this trial."""
         def hook(run_cfg: Any, run_data: Any) -> Any:
-            from infnet.tune.pretrain_claims import shared_cache_for
-
             self.pretrain_cache = shared_cache_for(run_cfg, run_data, shared, trial_id)
             return self.pretrain_cache
 
@@ -117,8 +119,6 @@ class EpochReporter:
         }
 
     def __call__(self, epoch: int, metrics: dict[str, float], state: LoopState) -> None:
-        from ray import tune
-
         if self.first_step_at is None:  # this attempt's first epoch
             self.first_step_at = time.time() - metrics["epoch_seconds"]
         self.last = self.row(metrics, state)
@@ -150,8 +150,6 @@ def load_checkpoint() -> LoopState | None:
     Raises:
         UnsafeCheckpoint: the checkpoint is not plain data (it is refused unread: nothing in it runs).
     """
-    from ray import tune
-
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
@@ -175,8 +173,6 @@ def replay_outcome(tags: dict[str, str]) -> bool:
     """When an earlier attempt of this trial already ended (its MLflow run's tags say so): report its
     final result again if it completed (the driver was restarted before Tune recorded the end) and
     return True, or re-raise a deterministic failure instead of training again. False otherwise."""
-    from ray import tune
-
     status = tags.get(STATUS_TAG)
     if status == "completed":
         tune.report(json.loads(tags[RESULT_TAG]))
@@ -188,13 +184,8 @@ def replay_outcome(tags: dict[str, str]) -> bool:
     return False
 
 
-def train_trial(config: dict[str, Any], *, data: MLCDataset | None, space: SearchSpace, settings: TrialSettings) -> None:
+def train_trial(config: dict[str, Any], *, data: MLCDataset | SeqDataset | None, space: SearchSpace, settings: TrialSettings) -> None:
     """Ray Tune function trainable (bound with ``tune.with_parameters(data=, space=, settings=)``)."""
-    import ray
-    from ray import tune
-
-    from infnet.train import run_training
-
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     sampled = {k: v for k, v in config.items() if k != BASE_KEY}

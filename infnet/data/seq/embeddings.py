@@ -6,7 +6,7 @@ line; a line with fewer numbers is an error naming the file and line, a line wit
 a word containing spaces (as in glove.840B).  Only the vectors of wanted words are parsed; the
 first occurrence of a word wins.
 
-A vocabulary form (see :mod:`infnet.data.vocab`) takes the vector of the same string, else of its
+A vocabulary form (see :mod:`infnet.data.seq.vocab`) takes the vector of the same string, else of its
 lowercased string.  When vectors are given, the word vocabulary also holds, for every train, dev
 and test token that the train vocabulary maps to ``<unk>`` but that has a vector, the word of that
 vector (standard practice: the embedding table then covers the dev/test words the pretrained vectors
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infnet.data.corpus import iter_lines
 from infnet.data.errors import DataFormatError
-from infnet.data.seq_types import PAD_ID
-from infnet.data.vocab import Vocab
+from infnet.data.seq.corpus import iter_lines
+from infnet.data.seq.types import PAD_ID
+from infnet.data.seq.vocab import Vocab
 
 INIT_SEED = 0
 

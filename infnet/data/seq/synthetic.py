@@ -26,11 +26,11 @@ import string
 
 import numpy as np
 
-from infnet.data.corpus import Corpus
 from infnet.data.errors import DataConfigError
 from infnet.data.hashing import sha256_json
-from infnet.data.seq_build import SPLITS
-from infnet.data.sequence import counts_to_offsets
+from infnet.data.seq.build import SPLITS
+from infnet.data.seq.corpus import Corpus
+from infnet.data.seq.dataset import counts_to_offsets
 
 GENERATOR_VERSION = "topic-bio-1"
 N_BACKGROUND = 400

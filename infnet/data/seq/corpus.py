@@ -1,7 +1,7 @@
 """A tagged corpus as read from one file: flat tokens and tags, sentence offsets, source lines.
 
-Readers (:mod:`infnet.data.conll`, :mod:`infnet.data.conllu`) and the synthetic generator produce a
-:class:`Corpus`; :mod:`infnet.data.seq_build` turns corpora into id arrays.
+Readers (:mod:`infnet.data.seq.conll`, :mod:`infnet.data.seq.conllu`) and the synthetic generator produce a
+:class:`Corpus`; :mod:`infnet.data.seq.build` turns corpora into id arrays.
 """
 
 from __future__ import annotations

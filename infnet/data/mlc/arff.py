@@ -3,7 +3,7 @@
 Supported: ``@relation``, ``@attribute`` with ``numeric`` / ``real`` / ``integer`` or nominal
 ``{a, b, ...}`` types, ``@data`` rows in dense (``v1, v2, ...``) or sparse (``{i v, ...}``, 0-based
 attribute indices) form, mixed freely; ``%`` comment lines; keywords in any case; quoted names and
-values with backslash escapes (see :mod:`infnet.data.quoting`).
+values with backslash escapes (see :mod:`infnet.data.mlc.quoting`).
 
 Values: numeric attributes keep their number; nominal attributes store the index of the value in
 the declaration (so ``{0,1}`` stores the value itself).  Entries equal to 0 are dropped, so a dense row
@@ -24,8 +24,8 @@ from typing import BinaryIO, NoReturn
 import numpy as np
 
 from infnet.data.errors import DataFormatError, DataNotFoundError
-from infnet.data.quoting import read_word, split_items
-from infnet.data.types import SparseRows
+from infnet.data.mlc.quoting import read_word, split_items
+from infnet.data.mlc.types import SparseRows
 
 PARSER_VERSION = "infnet-arff-1"
 NUMERIC_TYPES = frozenset({"numeric", "real", "integer"})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from infnet.data.corpus import Corpus, iter_lines
 from infnet.data.errors import DataFormatError
+from infnet.data.seq.corpus import Corpus, iter_lines
 
 N_COLUMNS = 10
 FORM, UPOS = 1, 3

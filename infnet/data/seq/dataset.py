@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from infnet.data.seq_types import SeqBatch
-from infnet.data.tagging import bio_to_iob1
-from infnet.data.vocab import Vocab
+from infnet.data.seq.schemes import bio_to_iob1
+from infnet.data.seq.types import SeqBatch
+from infnet.data.seq.vocab import Vocab
 
 
 def ragged_take(
@@ -169,7 +169,7 @@ class SeqDataset:
 
     ``task`` is "ner" or "pos"; ``scheme`` is the tag scheme of the source files ("iob1" or "bio";
     None for POS), the tags inside are BIO.  ``embeddings`` (n_words, dim) float32 are pretrained
-    word vectors aligned with ``words`` (None unless configured; see :mod:`infnet.data.embeddings`).
+    word vectors aligned with ``words`` (None unless configured; see :mod:`infnet.data.seq.embeddings`).
     ``source_sha256`` identifies the source files (or generator parameters).
     """
 

@@ -1,4 +1,4 @@
-"""Parquet cache of parsed tagging datasets, alongside the multi-label cache of :mod:`infnet.data.cache`.
+"""Parquet cache of parsed tagging datasets (the shared core: :mod:`infnet.data.parquet_cache`).
 
 A file ``<cache>/seq/<name>-<key>.parquet`` holds one row per sentence, train then dev then test.
 Columns: ``words``, ``tags`` and ``chars`` are ``large_binary`` cells of little-endian int32 ids
@@ -13,25 +13,23 @@ Pretrained embeddings are not cached (they are re-read from their file, see :fun
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from infnet.data.cache import (
-    _METADATA_DIGEST_KEY,
-    _METADATA_KEY,
-    _binary_column,
-    _read_binary_column,
+from infnet.data.parquet_cache import (
+    binary_column,
     cached_table,
     dataset_cache_path,
+    read_binary_column,
+    read_header,
+    table_with_header,
 )
-from infnet.data.sequence import SeqDataset, SeqSplit, counts_to_offsets
-from infnet.data.vocab import Vocab
+from infnet.data.seq.dataset import SeqDataset, SeqSplit, counts_to_offsets
+from infnet.data.seq.vocab import Vocab
 
 SEQ_CACHE_FORMAT = "infnet-seq-parquet-2"
 _ID_DTYPE = np.dtype("<i4")
@@ -71,33 +69,27 @@ def _to_table(dataset: SeqDataset, key: str) -> pa.Table:
         "meta": dataset.meta,
     }
     columns = {
-        "words": _binary_column([s.word_ids for s in splits], sentence_offsets, _ID_DTYPE),
-        "tags": _binary_column([s.tag_ids for s in splits], sentence_offsets, _ID_DTYPE),
-        "chars": _binary_column([s.char_ids for s in splits], counts_to_offsets(char_counts), _ID_DTYPE),
-        "text": _binary_column([np.frombuffer(token_bytes, dtype=np.uint8)], text_offsets, _BYTE),
+        "words": binary_column([s.word_ids for s in splits], sentence_offsets, _ID_DTYPE),
+        "tags": binary_column([s.tag_ids for s in splits], sentence_offsets, _ID_DTYPE),
+        "chars": binary_column([s.char_ids for s in splits], counts_to_offsets(char_counts), _ID_DTYPE),
+        "text": binary_column([np.frombuffer(token_bytes, dtype=np.uint8)], text_offsets, _BYTE),
     }
-    text = json.dumps(header).encode("utf-8")
-    return pa.table(columns, metadata={_METADATA_KEY: text, _METADATA_DIGEST_KEY: hashlib.sha256(text).hexdigest()})
+    return table_with_header(columns, header)
 
 
 def _ids(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    offsets, values = _read_binary_column(table, name, _ID_DTYPE)
+    offsets, values = read_binary_column(table, name, _ID_DTYPE)
     return offsets, values.astype(np.int64)
 
 
 def _from_table(table: pa.Table, key: str) -> SeqDataset:
-    text = table.schema.metadata[_METADATA_KEY]
-    if hashlib.sha256(text).hexdigest().encode() != table.schema.metadata[_METADATA_DIGEST_KEY]:
-        raise ValueError("metadata checksum mismatch")
-    header = json.loads(text)
-    if header["format"] != SEQ_CACHE_FORMAT or header["key"] != key:
-        raise ValueError("cache format or key does not match")
+    header = read_header(table, SEQ_CACHE_FORMAT, key)
     words, chars = Vocab.from_json(header["words"]), Vocab.from_json(header["chars"])
     tag_names = tuple(header["tag_names"])
     offsets, word_ids = _ids(table, "words")
     tag_offsets, tag_ids = _ids(table, "tags")
     sentence_char_offsets, char_ids = _ids(table, "chars")
-    token_text = _read_binary_column(table, "text", _BYTE)[1].tobytes().decode("utf-8")
+    token_text = read_binary_column(table, "text", _BYTE)[1].tobytes().decode("utf-8")
     tokens = np.array(token_text.split("\n")[:-1], dtype=object)
     char_offsets = counts_to_offsets(np.fromiter(map(len, tokens), np.int64, len(tokens)))
     sizes = header["split_sizes"]

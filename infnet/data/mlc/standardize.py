@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from infnet.data.types import SparseRows
+from infnet.data.mlc.types import SparseRows
 
 
 def standardize(

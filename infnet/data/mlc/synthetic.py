@@ -38,8 +38,8 @@ import numpy as np
 
 from infnet.data.errors import DataConfigError
 from infnet.data.hashing import sha256_json
-from infnet.data.standardize import standardize
-from infnet.data.types import MLCDataset, MLCSplit, SparseRows
+from infnet.data.mlc.standardize import standardize
+from infnet.data.mlc.types import MLCDataset, MLCSplit, SparseRows
 
 GENERATOR_VERSION = "grouped-exclusive-2"
 GROUP_SIZE = 4

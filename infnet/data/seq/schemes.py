@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from infnet.data.vocab import distinct_items
+from infnet.data.seq.vocab import distinct_items
 
 SCHEMES = ("iob1", "bio")
 OUTSIDE = "O"

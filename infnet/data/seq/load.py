@@ -15,14 +15,14 @@
   tags are converted to BIO inside and back with ``SeqDataset.to_source_scheme``.
 - ``max_train_examples`` (None): keep a random subset of that many train sentences (drawn with
   ``subsample_seed``, 0), recorded in ``meta["subsample"]``; vocabularies stay those of the full train split.
-- ``min_freq`` (1), ``lowercase`` (False): word vocabulary (see :mod:`infnet.data.vocab`).
+- ``min_freq`` (1), ``lowercase`` (False): word vocabulary (see :mod:`infnet.data.seq.vocab`).
 - ``max_word_len`` (None): cap on characters per word in batches.
-- ``embeddings`` (None): path of a GloVe-format vector file (see :mod:`infnet.data.embeddings`).
+- ``embeddings`` (None): path of a GloVe-format vector file (see :mod:`infnet.data.seq.embeddings`).
 - ``cache`` (True), ``cache_dir`` (None -> ``$INFNET_CACHE`` or ``~/.cache/infnet``): Parquet cache
   keyed by the source files' checksums and the vocabulary settings.
 - ``url`` (None), ``sha256`` (None): download base URL and file name -> checksum overrides.
 - synthetic only: ``n_train`` (2000), ``n_dev`` (500), ``n_test`` (500), ``n_types`` (4), ``seed`` (0);
-  see :mod:`infnet.data.synthetic_seq`.
+  see :mod:`infnet.data.seq.synthetic`.
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from infnet.data.cache import cache_root, fetch
-from infnet.data.conll import read_conll, to_bio
-from infnet.data.conllu import read_conllu
-from infnet.data.corpus import Corpus
-from infnet.data.embeddings import embedding_matrix, read_vectors
 from infnet.data.errors import DataConfigError
+from infnet.data.files import cache_root, fetch
 from infnet.data.hashing import sha256_file, sha256_json
-from infnet.data.seq_build import BUILD_VERSION, SPLITS, build_seq_dataset
-from infnet.data.seq_cache import SEQ_CACHE_FORMAT, cached_seq_dataset, seq_cache_path
-from infnet.data.seq_config import SeqDataConfig
-from infnet.data.seq_presets import SeqSpec
-from infnet.data.sequence import SeqDataset
-from infnet.data.synthetic_seq import synthetic_seq_corpora
-from infnet.data.vocab import Vocab, word_form
+from infnet.data.seq.build import BUILD_VERSION, SPLITS, build_seq_dataset
+from infnet.data.seq.cache import SEQ_CACHE_FORMAT, cached_seq_dataset, seq_cache_path
+from infnet.data.seq.config import SeqDataConfig
+from infnet.data.seq.conll import read_conll, to_bio
+from infnet.data.seq.conllu import read_conllu
+from infnet.data.seq.corpus import Corpus
+from infnet.data.seq.dataset import SeqDataset
+from infnet.data.seq.embeddings import embedding_matrix, read_vectors
+from infnet.data.seq.presets import SeqSpec
+from infnet.data.seq.synthetic import synthetic_seq_corpora
+from infnet.data.seq.vocab import Vocab, word_form
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ class DataConfig:
     """Validated data configuration; see :func:`infnet.data.load_mlc` for the meaning of each key.
 
     The synthetic keys default to None, meaning the default of
-    :func:`infnet.data.synthetic.make_synthetic_mlc`.
+    :func:`infnet.data.mlc.synthetic.make_synthetic_mlc`.
     """
 
     name: str = SYNTHETIC_NAME

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from infnet.data.corpus import Corpus, iter_lines
 from infnet.data.errors import DataFormatError
-from infnet.data.tagging import SCHEMES, iob1_to_bio, split_tag
+from infnet.data.seq.corpus import Corpus, iter_lines
+from infnet.data.seq.schemes import SCHEMES, iob1_to_bio, split_tag
 
 DOCSTART = "-DOCSTART-"
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Labels are the ARFF attributes named in the XML file, wherever they sit in the header; every other
 attribute is a feature.  A dev split is carved from train with ``dev_seed`` / ``dev_fraction``, and
-numeric features are standardised with train statistics (see :func:`infnet.data.standardize.standardize`):
+numeric features are standardised with train statistics (see :func:`infnet.data.mlc.standardize.standardize`):
 scaled only if any row was sparse, centred and scaled if all rows were dense.  Nominal features keep
 their value index.
 """
@@ -15,14 +15,14 @@ from xml.parsers import expat
 
 import numpy as np
 
-from infnet.data.arff import PARSER_VERSION, ArffData, Attribute, read_arff
 from infnet.data.errors import DataFormatError, DataNotFoundError
 from infnet.data.hashing import sha256_json
-from infnet.data.presets import MulanSpec
-from infnet.data.quoting import unescape
+from infnet.data.mlc.arff import PARSER_VERSION, ArffData, Attribute, read_arff
+from infnet.data.mlc.presets import MulanSpec
+from infnet.data.mlc.quoting import unescape
+from infnet.data.mlc.standardize import standardize
+from infnet.data.mlc.types import MLCDataset, MLCSplit, SparseRows
 from infnet.data.splits import random_split
-from infnet.data.standardize import standardize
-from infnet.data.types import MLCDataset, MLCSplit, SparseRows
 
 _LABEL_VALUES = ("0", "1")
 

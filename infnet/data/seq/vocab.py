@@ -3,7 +3,7 @@
 Words: a token's *form* has every digit replaced by ``0`` (so "1996" and "2001" share the id of
 "0000", as in Lample et al. 2016) and is lowercased when ``lowercase`` is set.  The vocabulary holds
 the forms seen at least ``min_freq`` times in the train split, most frequent first (ties in string
-order), then any ``extra`` forms (words with a pretrained vector, see :mod:`infnet.data.embeddings`).
+order), then any ``extra`` forms (words with a pretrained vector, see :mod:`infnet.data.seq.embeddings`).
 Lookup tries the form, then the lowercased form, then gives ``UNK_ID``; so every id a lookup can
 return belongs to a train word (or has a pretrained vector), never to an untrained fallback entry.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infnet.data.seq_types import UNK_ID
+from infnet.data.seq.types import UNK_ID
 
 PAD, UNK = "<pad>", "<unk>"  # ids PAD_ID = 0 and UNK_ID = 1
 _DIGIT = re.compile(r"\d")

@@ -2,7 +2,7 @@
 
 Tag names: for NER the BIO tags of every entity type found in any split (``O``, then ``B-t``,
 ``I-t`` per sorted type); for POS every tag found in any split, sorted.  Words and characters
-follow :mod:`infnet.data.vocab`; with pretrained vectors see :mod:`infnet.data.embeddings`.
+follow :mod:`infnet.data.seq.vocab`; with pretrained vectors see :mod:`infnet.data.seq.embeddings`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from infnet.data.corpus import Corpus
-from infnet.data.embeddings import Vectors, coverage, embedding_matrix
-from infnet.data.seq_types import UNK_ID
-from infnet.data.sequence import SeqDataset, SeqSplit, counts_to_offsets, ragged_take
-from infnet.data.tagging import ner_tag_names, split_tag
-from infnet.data.vocab import Vocab, build_char_vocab, build_word_vocab, distinct_items, word_form
+from infnet.data.seq.corpus import Corpus
+from infnet.data.seq.dataset import SeqDataset, SeqSplit, counts_to_offsets, ragged_take
+from infnet.data.seq.embeddings import Vectors, coverage, embedding_matrix
+from infnet.data.seq.schemes import ner_tag_names, split_tag
+from infnet.data.seq.types import UNK_ID
+from infnet.data.seq.vocab import (
+    Vocab,
+    build_char_vocab,
+    build_word_vocab,
+    distinct_items,
+    word_form,
+)
 
 BUILD_VERSION = "infnet-seq-1"
 SPLITS = ("train", "dev", "test")

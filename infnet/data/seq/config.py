@@ -7,9 +7,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from infnet.data.errors import RUN_KEYS, DataConfigError
-from infnet.data.seq_build import SPLITS, TASKS
-from infnet.data.seq_presets import SEQ_PRESETS, SeqSpec
-from infnet.data.tagging import SCHEMES
+from infnet.data.seq.build import SPLITS, TASKS
+from infnet.data.seq.presets import SEQ_PRESETS, SeqSpec
+from infnet.data.seq.schemes import SCHEMES
 
 SYNTHETIC_SEQ_NAME = "synthetic_seq"
 SEQ_KINDS = ("synthetic_seq", "conll", "conllu")
