@@ -189,9 +189,11 @@ def run_training(
 def main_with_tracking(cfg: DictConfig, data: Any | None = None) -> dict[str, Any]:
     """Run ``run_training`` inside an MLflow run (``tracking.uri``/``tracking.experiment``).
 
-    The run ends ``FINISHED``, or ``FAILED`` (and the exception propagates) if training raised.
+    The data are loaded first: a missing or malformed data file fails before any MLflow run exists. The
+    run ends ``FINISHED``, or ``FAILED`` (and the exception propagates) if training raised.
     """
     validate(cfg)
+    data = load_data(cfg.data) if data is None else data
     uri = resolve_uri(cfg.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
     logger = RunLogger(

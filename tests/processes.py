@@ -3,10 +3,12 @@ Ray processes of one runtime (found by its RAY_TMPDIR, never ``ray stop``, which
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,18 +39,24 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+def terminate(send: Callable[[int], None], alive: Callable[[], bool], timeout: float) -> None:
+    """``send(SIGTERM)``, then ``send(SIGKILL)`` if something is still ``alive()`` after ``timeout`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        send(sig)
+        deadline = time.monotonic() + timeout
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not alive():
+            return
+
+
 def stop_group(pgid: int, timeout: float = 30) -> None:
     """SIGTERM process group ``pgid``; SIGKILL it if it has not ended within ``timeout`` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not group_alive(pgid):
-            return
+
+    terminate(send, lambda: group_alive(pgid), timeout)
 
 
 def started_under(proc: Path, temp: str) -> bool:
@@ -81,12 +89,9 @@ def ray_pids(temp: str) -> list[int]:
 def stop_ray_under(temp: str, timeout: float = 30) -> None:
     """Kill the Ray processes started under RAY_TMPDIR=``temp``: the cluster a test started, and nothing else
     (a leftover agent would keep its port)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    def send(sig: int) -> None:
         for pid in ray_pids(temp):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while ray_pids(temp) and time.monotonic() < deadline:
-            time.sleep(0.5)
+
+    terminate(send, lambda: bool(ray_pids(temp)), timeout)

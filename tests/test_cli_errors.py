@@ -1,5 +1,5 @@
-"""Bad input through the real CLIs: one line on stderr naming the file/line or key, exit status 2; the
-traceback only with ``HYDRA_FULL_ERROR=1``. A bug (any other exception) keeps its traceback."""
+"""Bad input through the real CLIs: one line on stderr naming the file/line or key, exit status 2, before any
+MLflow run exists; the traceback only with ``HYDRA_FULL_ERROR=1``. A bug (any other exception) keeps its traceback."""
 
 from __future__ import annotations
 
@@ -72,11 +72,12 @@ def test_bad_input_is_one_line_and_exit_status_2(module: str, case: Case, tmp_pa
     for fragment in fragments:
         assert fragment in lines[0]
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # it failed before any MLflow run (or Ray) was started
 
 
 FULL = [("infnet.train", case) for case in (malformed_arff, missing_file, bad_value, unknown_key)] + [
     ("infnet.tune", bad_value),  # raised by prepare()
-    ("infnet.tune", missing_file),  # raised by the driver, after Ray started
+    ("infnet.tune", missing_file),  # raised by the driver, before it opens the sweep's run or starts Ray
 ]
 
 

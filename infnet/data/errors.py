@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 class DataError(Exception):
@@ -36,3 +38,13 @@ class DataDownloadError(DataError, OSError):
 
 #: data config keys that the training run applies to a loaded dataset (``infnet.data.outer``), not the loaders
 RUN_KEYS = ("outer_fraction",)
+
+
+def given_settings(known: Iterable[str], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The loader settings of a data config mapping (dict or OmegaConf node): its non-None values, without
+    :data:`RUN_KEYS`; raises :class:`DataConfigError` naming any key outside ``known``."""
+    settings = {key: cfg[key] for key in cfg if key not in RUN_KEYS}
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise DataConfigError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
+    return {key: value for key, value in settings.items() if value is not None}

@@ -3,10 +3,11 @@
 ``run_sweep(sweep)`` runs on the machine that launched ``python -m infnet.tune``. Trials run in Ray
 workers (:mod:`infnet.tune.trainable`); only the driver talks to Optuna. Order of events:
 
+0. load the data (a missing or malformed data file fails here, before any MLflow run exists or Ray starts);
 1. create the MLflow store/experiment on the driver (a fresh SQLite store migrates its schema on
    first contact; concurrent trials would race for it), open or reopen the sweep's parent run and
    persist it in ``infnet_sweep.json``;
-2. start (or join, ``tune.address``) Ray; load the data once and ship it with ``tune.with_parameters``;
+2. start (or join, ``tune.address``) Ray; ship the data once with ``tune.with_parameters``;
 3. ``Tuner.restore`` when Tune's ``experiment_state-*.json`` exists in the folder (``can_restore``
    alone is true as soon as ``tuner.pkl`` exists), else a new ``Tuner``; ``fit()``;
 4. reconcile MLflow with Tune's final view, write ``results.parquet`` and ``best_config.json``, log
@@ -126,13 +127,13 @@ def trial_dirname(trial: Any) -> str:
     return trial.trial_id
 
 
-def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any) -> Any:
+def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: Any) -> Any:
     """A restored ``Tuner`` when Tune's experiment state exists in the sweep folder, else a new one;
-    ``pretraining``: where trials share CE pretrainings (``pretrain_claims.SharedPretraining``)."""
+    ``pretraining``: where trials share CE pretrainings (``pretrain_claims.SharedPretraining``); ``data``: the
+    loaded dataset, shipped to the trials through Ray's object store."""
     from ray import tune
 
-    # lazy: Ray, Optuna, torch and the data loaders load when a sweep runs, not when it is prepared
-    from infnet.data import load_data
+    # lazy: Ray and Optuna load when a sweep runs, not when it is prepared
     from infnet.tune.callbacks import (
         ChildRunCloser,
         GpuWaitReporter,
@@ -147,7 +148,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any) -> Any:
     settings = TrialSettings(runs, t.fault_injection.crash_after_epoch, pretraining, sweep.metric.key)
     resources = trial_resources(t)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=load_data(sweep.cfg.data), space=sweep.space, settings=settings),
+        tune.with_parameters(train_trial, data=data, space=sweep.space, settings=settings),
         resources,
     )
     if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):
@@ -200,8 +201,11 @@ def mlflow_ui_command(uri: str, experiment_id: str, view: str | None = None) -> 
 
 def run_sweep(sweep: Sweep) -> dict[str, Any]:
     """Run (or resume) ``sweep`` to the end; returns the summary (the CLI's last stdout line)."""
+    from infnet.data import load_data  # lazy: the loaders import torch
+
     quiet_environment()
     start = time.time()
+    data = load_data(sweep.cfg.data)  # first: a missing or malformed data file fails before any run or Ray starts
     sweep, parent = open_parent(sweep)
     write_state(sweep)
     view = sweep_view(sweep, parent.experiment_id)  # stored now: the UI link works while the sweep runs
@@ -212,7 +216,7 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
         from infnet.tune.pretrain_claims import start_claims  # lazy: Ray
 
         pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
-        make_tuner(sweep, runs, pretraining).fit()
+        make_tuner(sweep, runs, pretraining, data).fit()
         summary = finish(sweep, runs, parent, view)
     except KeyboardInterrupt:
         parent.end("KILLED")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from infnet.data.errors import RUN_KEYS, DataConfigError
+from infnet.data.errors import DataConfigError, given_settings
 
 SYNTHETIC_NAME = "synthetic_mlc"
 KINDS = ("mulan", "synthetic")
@@ -42,12 +42,7 @@ class DataConfig:
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> DataConfig:
         """Build from a mapping (dict or OmegaConf node); a None value means "use the default"."""
-        known = {f.name for f in fields(cls)}
-        cfg = {k: v for k, v in cfg.items() if k not in RUN_KEYS}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise DataConfigError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
-        given = {key: value for key, value in cfg.items() if value is not None}
+        given = given_settings([f.name for f in fields(cls)], cfg)
         if "sha256" in given:
             given["sha256"] = {str(k): str(v).lower() for k, v in dict(given["sha256"]).items()}
         for key in ("root", "cache_dir"):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from infnet.data.errors import RUN_KEYS, DataConfigError
+from infnet.data.errors import DataConfigError, given_settings
 from infnet.data.seq.build import SPLITS, TASKS
 from infnet.data.seq.presets import SEQ_PRESETS, SeqSpec
 from infnet.data.seq.schemes import SCHEMES
@@ -60,12 +60,7 @@ class SeqDataConfig:
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> SeqDataConfig:
         """Build from a mapping (dict or OmegaConf node); a None value means "use the default"."""
-        known = {f.name for f in fields(cls)}
-        cfg = {k: v for k, v in cfg.items() if k not in RUN_KEYS}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise DataConfigError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
-        given = {key: cfg[key] for key in cfg if cfg[key] is not None}
+        given = given_settings([f.name for f in fields(cls)], cfg)
         for key in ("files", "sha256"):
             if key in given:
                 given[key] = {str(k): str(v) for k, v in dict(given[key]).items()}
