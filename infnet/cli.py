@@ -14,6 +14,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import hydra
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    InterpolationResolutionError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
+
+from infnet.config import ConfigError
+from infnet.data.errors import DataError
+from infnet.search_space import SearchSpaceError
+
 T = TypeVar("T")
 
 BAD_INPUT_STATUS = 2
@@ -22,13 +37,7 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 
 def bad_input_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input (their messages name the key, file or line), not a bug."""
-    # lazy: only when an error is classified, so that the train CLI never imports the sweep package
-    from hydra.errors import HydraException
-    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
-
-    from infnet.config import ConfigError
-    from infnet.data.errors import DataError
-    from infnet.search_space import SearchSpaceError
+    # lazy: the train CLI never imports the sweep package
     from infnet.tune.sweep import SweepError
 
     return (ConfigError, DataError, SearchSpaceError, SweepError, FileNotFoundError, HydraException,
@@ -47,9 +56,6 @@ def _lines(exc: BaseException) -> list[str]:
 
 def _omegaconf_message(exc: Any) -> str:
     """OmegaConf's first line and the key it concerns; for an unknown key, the keys beside it."""
-    from omegaconf import DictConfig
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
     key = str(exc.full_key or "")
     parent = exc.parent_node
     if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and key and isinstance(parent, DictConfig):
@@ -61,9 +67,6 @@ def _omegaconf_message(exc: Any) -> str:
 
 def _hydra_message(exc: Any) -> str:
     """One line for an error Hydra raised while composing the command line's config."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
     lines = [line.removesuffix(".") for line in _lines(exc)]
     if isinstance(exc, MissingConfigException) and exc.options:
         return f"{lines[0]}; available: {', '.join(exc.options)}"
@@ -75,9 +78,6 @@ def _hydra_message(exc: Any) -> str:
 
 def one_line(exc: BaseException) -> str:
     """``exc``'s message on one line (it names the key, or the file and line, and what is allowed)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     if isinstance(exc, HydraException):
         return _hydra_message(exc)
     if isinstance(exc, OmegaConfBaseException):
@@ -117,8 +117,6 @@ def parse_command_line(prog: str, config_name: str, capture: Callable[[Any], T])
     one, one per job with ``--multirun``, none for ``--help``/``--cfg``. Hydra's errors propagate (to
     :func:`run_cli`); ``capture`` runs inside Hydra's job (``HydraConfig.get()`` works there). Hydra
     names the job (``--help``: "<name> is powered by Hydra") after the last part of module ``prog``."""
-    import hydra
-
     captured: list[T] = []
 
     def _capture(cfg: Any) -> None:

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -98,8 +99,6 @@ class PretrainCache:
     """Load/save one pretraining result, ``<root>/<key>.pt`` (``root``: a local folder or a URI)."""
 
     def __init__(self, key: str, root: str | Path) -> None:
-        import pyarrow.fs
-
         root = str(root) if "://" in str(root) else str(Path(root).expanduser().resolve())
         self.fs, base = pyarrow.fs.FileSystem.from_uri(root)
         self.dir = base.rstrip("/")
@@ -109,8 +108,6 @@ class PretrainCache:
         """The stored entry, or None if absent or unreadable (a broken file is removed). Entries are
         read as plain data only (:func:`infnet.checkpoint.safe_load`): one that is not is refused
         without running anything in it, logged, and removed like a broken one."""
-        import pyarrow.fs
-
         if self.fs.get_file_info(self.path).type != pyarrow.fs.FileType.File:
             return None
         try:

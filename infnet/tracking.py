@@ -6,12 +6,14 @@ the CLI process and inside Ray Tune workers. MLflow is imported lazily.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,8 +65,6 @@ def store_lock(uri: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    import fcntl
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as handle:  # closing the file releases the lock
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -177,8 +177,6 @@ class RunLogger:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log finite scalar metrics at ``step`` (batched); non-finite values are skipped."""
-        import time
-
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)

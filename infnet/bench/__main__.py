@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 
@@ -15,7 +16,6 @@ def main() -> None:
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python -m infnet.bench <{'|'.join(commands)}> [options]  (each has --help)")
-    import importlib
 
     importlib.import_module(commands[sys.argv[1]]).main(sys.argv[2:])
 

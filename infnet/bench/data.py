@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from collections.abc import Mapping
@@ -29,8 +30,6 @@ def measure_cache_speed(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     """``python -m infnet.bench data --root DIR NAME [NAME ...]``: first vs cached load, side by side."""
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m infnet.bench data", description=measure_cache_speed.__doc__)
     ap.add_argument("names", nargs="*", default=["bibtex", "delicious"])
     ap.add_argument("--root", default=None, help="directory holding <name>/ (default: download)")

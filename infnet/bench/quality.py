@@ -22,6 +22,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from infnet.compose import compose
 from infnet.train import run_training
 
@@ -95,9 +98,6 @@ def summarise(rows: list[dict[str, Any]], variants: list[str], reference: str = 
 
 def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
     """Write all rows so far to ``out`` (Parquet), atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     keys = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist alone keeps only the first row's keys
     tmp = out.with_suffix(".tmp")
     pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), tmp)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from infnet.report.charts import Figure, line_panels, optuna_figure
 from infnet.task_metric import TaskMetric
 
@@ -81,7 +83,6 @@ def optuna_figures(study: Any, params: Sequence[str], metric: TaskMetric, focus:
 def panels(history: Any, labels: dict[str, str], spec: Sequence[tuple[str, str | None, str | None]]) -> Any:
     """The long table ``line_panels`` draws: the metrics of ``spec`` for the trials of ``labels`` (trial id
     -> legend label), transformed (``percent``: x100, ``log10``: of positive values) and retitled."""
-    import numpy as np
     import pandas as pd
 
     mine = history[history["trial_id"].isin(list(labels))]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
@@ -87,9 +89,6 @@ class MultiLabelTask(Task):
     def write_predictions(self, path: Path, split: MLCSplit, scores: torch.Tensor, decision: float | None) -> str:
         """``predictions.parquet``: per example the label probabilities ``scores`` (N, L) and the
         names of the gold and predicted labels (probability > ``decision``)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         names = self.data.label_names
         chosen = (scores > (0.5 if decision is None else decision)).numpy()
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from importlib.resources import files
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from infnet.cli import parse_command_line, run_cli
 from infnet.search_space import (
@@ -71,10 +74,6 @@ def with_space_overrides(args: list[str]) -> list[str]:
     """The command line with the chosen search space's ``base_overrides`` inserted before its
     overrides (the command line's own keys win), so that Hydra checks the overrides against the config
     the sweep will run: ``search_space=spen method.inference_steps=30`` works without ``method=spen``."""
-    from importlib.resources import files
-
-    from omegaconf import OmegaConf
-
     overrides = [a for a in args if "=" in a or a.startswith("~")]
     chosen = [a.split("=", 1)[1] for a in overrides if override_key(a) == "search_space"]
     name = chosen[-1] if chosen else OmegaConf.load(str(files("infnet.conf") / "tune.yaml")).search_space
@@ -89,7 +88,6 @@ def with_space_overrides(args: list[str]) -> list[str]:
 
 def main() -> None:
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     sys.argv = [sys.argv[0], *with_space_overrides(sys.argv[1:])]
     # Hydra checks the overrides (and serves --help, --cfg)

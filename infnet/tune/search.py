@@ -12,9 +12,11 @@ This module imports Ray and Optuna; import it lazily.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
+from omegaconf import OmegaConf
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -40,8 +42,6 @@ class InfnetOptunaSearch(OptunaSearch):
 def make_sampler(name: str, seed: int, startup_trials: int, conditional: bool) -> optuna.samplers.BaseSampler:
     """A seeded Optuna sampler: ``tpe`` (multivariate; grouped when the space is conditional), ``random``, ``gp``."""
     if name == "tpe":
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group=True is "experimental"
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True, group=conditional)
@@ -54,8 +54,6 @@ def make_sampler(name: str, seed: int, startup_trials: int, conditional: bool) -
 
 def make_searcher(tune_cfg: Any, space: SearchSpace, study_name: str) -> InfnetOptunaSearch:
     """The define-by-run Optuna searcher of ``space``, seeded, with ``tune.points_to_evaluate`` first."""
-    from omegaconf import OmegaConf
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     points = OmegaConf.to_container(tune_cfg.points_to_evaluate, resolve=True) or None
     sampler = make_sampler(tune_cfg.searcher, int(tune_cfg.seed), int(tune_cfg.startup_trials), space.conditional)
