@@ -195,9 +195,8 @@ def load_search_space(name_or_path: str | os.PathLike, check: bool = True) -> Se
         raise SearchSpaceError(f"{path}: not a readable YAML file: {exc}") from None
     space = parse_search_space(spec, name=path.stem, source=str(path))
     if check:
-        from infnet.compose import (
-            compose,  # lazy: Hydra's compose API (the report reads spaces without it)
-        )
+        # lazy: Hydra's compose API (the report reads spaces without it)
+        from infnet.compose import compose
 
         try:
             cfg = compose(list(space.base_overrides))

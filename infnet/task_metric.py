@@ -40,9 +40,8 @@ BY_KEY: dict[str, TaskMetric] = {"f1": TaskMetric("f1", "F1", "F1 (%)"), "acc": 
 
 def metric_of(data_cfg: Mapping[str, Any]) -> TaskMetric:
     """The selection metric of the task a ``data`` config describes (:func:`infnet.data.task_of`)."""
-    from infnet.data import (
-        task_of,  # lazy: this module stays plain data for the report and the sweep summary
-    )
+    # lazy: this module stays plain data for the report and the sweep summary
+    from infnet.data import task_of
 
     task = task_of(data_cfg)
     if task not in TASK_METRICS:

@@ -322,9 +322,8 @@ def sweep_report(sweep: Sweep) -> str | None:
     returns the HTML's path, or None after logging a warning: the results are already saved, and a
     report that cannot be built must not fail or lose the sweep."""
     try:
-        from infnet.report import (
-            build_report,  # lazy: the report's plotting stack loads only to build it
-        )
+        # lazy: the report's plotting stack loads only to build it
+        from infnet.report import build_report
 
         return build_report([join(sweep.path, RESULTS_FILE)])["report"]
     except Exception as exc:  # noqa: BLE001 - see the docstring
