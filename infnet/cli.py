@@ -26,7 +26,6 @@ from omegaconf.errors import (
 )
 
 from infnet.config import ConfigError
-from infnet.data.errors import DataError
 from infnet.search_space import SearchSpaceError
 
 T = TypeVar("T")
@@ -37,7 +36,9 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 
 def bad_input_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input (their messages name the key, file or line), not a bug."""
-    # lazy: the train CLI never imports the sweep package
+    # lazy: the data package imports torch (a sweep's --help and config errors stay fast), and the train CLI
+    # never imports the sweep package
+    from infnet.data.errors import DataError
     from infnet.tune.sweep import SweepError
 
     return (ConfigError, DataError, SearchSpaceError, SweepError, FileNotFoundError, HydraException,

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from infnet.checkpoint import safe_load
 from infnet.data.files import cache_root
 from infnet.data.mlc.types import MLCDataset
+from infnet.sweep_layout import absolute_storage, filesystem
 
 FORMAT = "infnet-pretrain-5"  # bump whenever pretraining itself or the entry's layout changes
 ENERGY_KEYS = ("energy", "seq_energy")  # model config groups that pretraining does not read
@@ -99,8 +100,7 @@ class PretrainCache:
     """Load/save one pretraining result, ``<root>/<key>.pt`` (``root``: a local folder or a URI)."""
 
     def __init__(self, key: str, root: str | Path) -> None:
-        root = str(root) if "://" in str(root) else str(Path(root).expanduser().resolve())
-        self.fs, base = pyarrow.fs.FileSystem.from_uri(root)
+        self.fs, base = filesystem(absolute_storage(str(root)))
         self.dir = base.rstrip("/")
         self.path = f"{self.dir}/{key}.pt"
 

@@ -41,11 +41,11 @@ BY_KEY: dict[str, TaskMetric] = {"f1": TaskMetric("f1", "F1", "F1 (%)"), "acc": 
 def metric_of(data_cfg: Mapping[str, Any]) -> TaskMetric:
     """The selection metric of the task a ``data`` config describes (:func:`infnet.data.task_of`)."""
     # lazy: this module stays plain data for the report and the sweep summary
-    from infnet.data import task_of
+    from infnet.data import DataConfigError, task_of
 
     task = task_of(data_cfg)
     if task not in TASK_METRICS:
-        raise ValueError(f"data.task must be one of {sorted(TASK_METRICS)}, got {task!r}")
+        raise DataConfigError(f"data.task must be one of {sorted(TASK_METRICS)}, got {task!r}")
     return TASK_METRICS[task]
 
 

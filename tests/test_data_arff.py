@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from test_data_helpers import ATTRIBUTES, arff_text, make_rows
 
-from infnet.data.mlc.arff import read_arff
 from infnet.data.errors import DataFormatError, DataNotFoundError
+from infnet.data.mlc.arff import read_arff
 
 HEADER = "@relation t\n@attribute a numeric\n@attribute b {x,y,z}\n@attribute c {0,1}\n@data\n"
 

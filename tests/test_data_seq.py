@@ -22,13 +22,13 @@ from infnet.data import (
     load_data,
     load_seq,
 )
+from infnet.data.errors import RUN_KEYS
+from infnet.data.seq.config import SeqDataConfig
 from infnet.data.seq.conll import read_conll, to_bio
 from infnet.data.seq.conllu import read_conllu
 from infnet.data.seq.corpus import Corpus
-from infnet.data.errors import RUN_KEYS
-from infnet.data.seq.config import SeqDataConfig
-from infnet.data.seq.types import PAD_ID, UNK_ID
 from infnet.data.seq.schemes import bio_to_iob1, iob1_to_bio
+from infnet.data.seq.types import PAD_ID, UNK_ID
 from infnet.data.seq.vocab import Vocab, build_char_vocab, build_word_vocab
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "infnet" / "conf" / "data"

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
+from processes import free_port
 
 from infnet.tune import prepare, run_sweep
 
@@ -207,9 +207,7 @@ def browser(chromium: str, sweeps: dict) -> Browser:
 @pytest.fixture(scope="module")
 def mlflow_ui(sweeps: dict, chromium: str):
     """A real ``mlflow server`` on 127.0.0.1 (free port, one worker) over the sweeps' store; stopped afterwards."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     root = sweeps["root"]
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--host", "127.0.0.1",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pyarrow.parquet as pq
+from processes import free_port
 from test_tune_sweep import TINY
 
 SMALL = ["data.n_train=1000", "data.n_dev=200", "data.n_test=200", "trainer.max_epochs=8", "method.pretrain_epochs=4",
@@ -104,12 +105,9 @@ def test_embedded_default(tmp_path: Path) -> None:
 
 
 def test_sweep_logs_to_an_http_tracking_server(tmp_path: Path) -> None:
-    import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

@@ -175,7 +175,7 @@ def test_pos_sweep_selects_on_token_accuracy(ray_runtime, tmp_path: Path) -> Non
     assert summary["best_trial_id"] == best["trial_id"] and summary["best_dev_metric"] == best["dev_metric"]
     assert summary["best_test_metric"] > 40  # a word's tag is fixed: far above the majority tag's ~20%
     parent = client.get_run(summary["mlflow_parent_run_id"]).data.metrics
-    assert parent["best/dev_acc"] == pytest.approx(best["dev_metric"]) and parent["dev/best_acc"] == pytest.approx(best["dev_metric"] / 100)
+    assert parent["best/dev_acc"] == pytest.approx(best["dev_metric"] / 100) and parent["dev/best_acc"] == pytest.approx(best["dev_metric"] / 100)
     html = Path(summary["report_path"]).read_text(encoding="utf-8")
     assert "dev accuracy" in html and "token accuracy (%)" in html and "dev F1" not in html
 

@@ -140,7 +140,7 @@ def scaling(args: argparse.Namespace, out: Path) -> str:
 
 def compute_to_reach(rows: list[dict[str, Any]], target: float) -> float | None:
     """Trial seconds (all trials, overlapping ones included) spent until a completed trial first had
-    dev F1 >= ``target``; None if none did."""
+    ``dev_metric`` >= ``target``; None if none did."""
     hits = [r["finished_at"] for r in rows if r["status"] == "completed" and r["dev_metric"] >= target]
     if not hits:
         return None
@@ -181,7 +181,7 @@ def startup_trials(overrides: list[str], ship: bool, samples: int) -> list[float
     sweep, parent = open_parent(prepare(overrides))
     runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name, parent.experiment_id)
     data = load_data(sweep.cfg.data) if ship else None
-    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data, space=sweep.space, settings=TrialSettings(runs)),
+    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data, space=sweep.space, settings=TrialSettings(runs, sweep.metric.key)),
                                     {"cpu": 1})
     point = {p.name: p.choices[0] for p in sweep.space.params}  # the one point of ONE_POINT
     tune.Tuner(trainable, param_space={BASE_KEY: sweep.training_config(), **point},

@@ -9,7 +9,15 @@ for the default step sizes, residual definitions and safeguards.
 
 from .hvp import DEFAULT_HVP_MODE, HVPOperator
 from .hypergrad import HypergradError, HypergradInfo, hypergrad
-from .solvers import SolveInfo, cg, default_alpha, dense, estimate_lambda_max, identity, neumann
+from .solvers import (
+    SolveInfo,
+    cg,
+    default_alpha,
+    dense,
+    estimate_lambda_max,
+    identity,
+    neumann,
+)
 from .unrolled import unrolled
 
 __all__ = [

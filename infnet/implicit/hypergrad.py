@@ -43,7 +43,15 @@ import torch
 from torch import Tensor
 
 from . import solvers, tree
-from .hvp import DEFAULT_HVP_MODE, HVP_MODES, HVPOperator, Loss, fill_zeros, grads_or_none, scalar_loss
+from .hvp import (
+    DEFAULT_HVP_MODE,
+    HVP_MODES,
+    HVPOperator,
+    Loss,
+    fill_zeros,
+    grads_or_none,
+    scalar_loss,
+)
 from .solvers import SolveInfo
 from .tree import Tree
 from .unrolled import unrolled

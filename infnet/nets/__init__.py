@@ -5,7 +5,13 @@ from infnet.nets.energies import MLCEnergy
 from infnet.nets.features import FeatureNet
 from infnet.nets.inference import InferenceNet
 from infnet.nets.seq_energy import SeqEnergy
-from infnet.nets.sequence import CharEncoder, SeqFeatureNet, SeqInferenceNet, masked_softmax, one_hot_tags
+from infnet.nets.sequence import (
+    CharEncoder,
+    SeqFeatureNet,
+    SeqInferenceNet,
+    masked_softmax,
+    one_hot_tags,
+)
 
 __all__ = [
     "CharEncoder",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
+
 from infnet.report.charts import Figure, error_bars
 from infnet.report.compare import compare
 from infnet.report.figures import FOCUS, curve_figures, optuna_figures
@@ -38,6 +40,7 @@ from infnet.sweep_layout import (
     REPORT_DIR,
     REPORT_FILE,
     absolute_storage,
+    filesystem,
     join,
 )
 
@@ -140,9 +143,7 @@ def assemble(sets: Sequence[ResultSet], command: str, reference: str = "implicit
 def publish(staging: Path, destination: str) -> None:
     """Copy the staged report to ``destination`` (absolute local folder or URI), replacing an earlier report's
     ``report.html`` and ``figures/`` (nothing else in the folder is touched)."""
-    import pyarrow.fs
-
-    fs, root = pyarrow.fs.FileSystem.from_uri(destination)
+    fs, root = filesystem(destination)
     fs.create_dir(root, recursive=True)
     if fs.get_file_info(join(root, FIGURES_DIR)).type == pyarrow.fs.FileType.Directory:
         fs.delete_dir(join(root, FIGURES_DIR))
@@ -159,7 +160,7 @@ def build_report(sources: Sequence[str], out: str | None = None, tracking_uri: s
     command = shlex.join(["python", "-m", "infnet.report", *sources] + (["--tracking-uri", tracking_uri] if tracking_uri else []))
     report = assemble(sets, command, reference, top, focus)
     single = sets[0] if len(sets) == 1 else None
-    destination = absolute_storage(out or (f"{single.location.rstrip('/')}/{REPORT_DIR}" if single and single.location else DEFAULT_OUT))
+    destination = absolute_storage(out or (join(single.location, REPORT_DIR) if single and single.location else DEFAULT_OUT))
     logged = single.parent_run_id if single and log_to_mlflow and single.tracking_uri and single.parent_run_id else None
     with tempfile.TemporaryDirectory() as d:
         files = write_report(report, Path(d), template)

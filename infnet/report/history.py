@@ -21,7 +21,7 @@ PREFIXES = ("train/loss/", "train/solver/", "train/hypergrad/")
 COLUMNS = ["trial_id", "metric", "epoch", "value"]
 
 
-def load_histories(tracking_uri: str, run_ids: Mapping[str, str], metric: str = "f1") -> Any:
+def load_histories(tracking_uri: str, run_ids: Mapping[str, str], metric: str) -> Any:
     """The per-epoch metrics of the runs ``{trial_id: mlflow_run_id}`` as a ``pandas.DataFrame``
     (columns :data:`COLUMNS`): ``dev/<metric>``, ``dev/best_<metric>`` and the :data:`PREFIXES` ones;
     raises if the tracking store cannot be read."""

@@ -26,16 +26,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+from omegaconf import OmegaConf
+
 from infnet.search_space import SearchSpace, parse_search_space
 from infnet.sweep_layout import (
     CONFIG_ARTIFACT,
     RESULTS_FILE,
     SEARCH_SPACE_ARTIFACT,
     absolute_storage,
+    filesystem,
     join,
     read_state,
 )
-from infnet.task_metric import BY_KEY, TaskMetric
+from infnet.task_metric import BY_KEY, TaskMetric, metric_of
 from infnet.tracking import resolve_uri
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -85,9 +89,13 @@ class ResultSet:
 
     @property
     def metric(self) -> TaskMetric:
-        """The metric the sweep selected on (its table's ``metric`` column; F1 for older tables)."""
+        """The metric the sweep selected on: its table's ``metric`` column (F1 for older tables), described as
+        its task's metric when the sweep's data config is recorded."""
         keys = [k for k in self.table.column("metric").to_pylist() if k] if "metric" in self.table.column_names else []
-        return BY_KEY[keys[0]] if keys else BY_KEY["f1"]
+        metric = BY_KEY[keys[0] if keys else "f1"]
+        data = self._config("data")
+        recorded = metric_of(data) if isinstance(data, Mapping) and data.get("name") else None
+        return recorded if recorded is not None and recorded.key == metric.key else metric
 
     def rows(self) -> list[dict[str, Any]]:
         return self.table.to_pylist()
@@ -124,12 +132,9 @@ def _result_set(table: Any, name: str, space: SearchSpace | None, **recorded: An
 
 def from_file(path: str) -> ResultSet:
     """A results file (local path or URI); ``infnet_sweep.json`` in its folder adds what it records."""
-    import pyarrow.fs
-    import pyarrow.parquet as pq
-
     path = absolute_storage(path)
     folder = path.rsplit("/", 1)[0]
-    fs, file = pyarrow.fs.FileSystem.from_uri(path)
+    fs, file = filesystem(path)
     table = pq.read_table(file, filesystem=fs)
     state = read_state(folder) or {}
     stored = state.get("search_space") or {}
@@ -142,8 +147,6 @@ def from_run(run_id: str, tracking_uri: str) -> ResultSet:
     """The sweep whose MLflow parent run is ``run_id`` (its artifacts); ``location`` is the sweep folder
     of tag ``infnet.sweep_path`` when that folder is on this machine."""
     import mlflow
-    import pyarrow.parquet as pq
-    from omegaconf import OmegaConf
 
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(run_id)

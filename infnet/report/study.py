@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
+
 from infnet.report.sources import ResultSet
 from infnet.search_space import Param
 
@@ -49,7 +51,6 @@ def _from_param(p: Param, observed: list[Any]) -> Any:
 
 
 def _inferred(kind: Any, observed: list[Any]) -> Any:
-    import pyarrow as pa
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,

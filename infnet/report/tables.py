@@ -108,14 +108,15 @@ def solver_verdict(history: Any) -> str:
 
 
 def comparison_table(results: Sequence[MethodResult], reference: str) -> Table:
-    """The method comparison (see :mod:`infnet.report.compare`); the reference method's rows marked."""
+    """The method comparison (see :mod:`infnet.report.compare`); the reference method's rows marked. The
+    column of test F1 at threshold 0.5 is there only when some result has it (multi-label)."""
     label = metric_label(results)
-    columns = ["data", "method", "seeds", "trials", "compute (trial-s)", f"dev {label}", f"test {label}", "test F1 @0.5",
-               f"gain of {reference} (Δ test {label})", "best config"]
+    at_half = any(r.stat("test_f1_at_0.5") for r in results)
+    columns = ["data", "method", "seeds", "trials", "compute (trial-s)", f"dev {label}", f"test {label}",
+               *(["test F1 @0.5"] if at_half else []), f"gain of {reference} (Δ test {label})", "best config"]
     rows = [[r.data, r.method, ", ".join(fmt(s) for s in sorted(r.selected, key=str)), str(r.trials), f"{r.compute_seconds:.0f}",
-             fmt(r.stat("dev_metric")), fmt(r.stat("test_metric")),
-             fmt(r.stat("test_f1_at_0.5")), str(r.gain) if r.gain else "–",
-             " ".join(f"{short(k)}={fmt(v)}" for k, v in r.best_config.items())] for r in results]
+             fmt(r.stat("dev_metric")), fmt(r.stat("test_metric")), *([fmt(r.stat("test_f1_at_0.5"))] if at_half else []),
+             str(r.gain) if r.gain else "–", " ".join(f"{short(k)}={fmt(v)}" for k, v in r.best_config.items())] for r in results]
     return Table(columns, rows, {i for i, r in enumerate(results) if r.method == reference})
 
 

@@ -2,7 +2,7 @@
 
 Ray Tune runs trials of ``infnet.train.run_training`` (the code path of ``python -m infnet.train``),
 Optuna (define-by-run over a ``search_spaces/*.yaml`` file) proposes their configs, ASHA stops poor
-trials early on the dev F1 reported every epoch, and MLflow records one parent run per sweep with
+trials early on the dev metric reported every epoch (F1, or accuracy for POS), and MLflow records one parent run per sweep with
 one child run per trial. Modules, one job each:
 
 - :mod:`infnet.tune.sweep`: overrides -> :class:`Sweep` (new or resumed), ``infnet_sweep.json``

@@ -19,6 +19,7 @@ import sys
 from importlib.resources import files
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from infnet.cli import parse_command_line, run_cli
@@ -28,6 +29,7 @@ from infnet.search_space import (
     merge_overrides,
     override_key,
 )
+from infnet.task_metric import BY_KEY
 from infnet.tune import prepare, run_sweep
 from infnet.tune.sweep import RESUME_SETTINGS
 
@@ -38,10 +40,10 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines = [(f"Trials: {summary['num_trials']} ({summary['num_completed']} completed, {summary['num_stopped']} stopped early, "
               f"{summary['num_errored']} errored, {summary['num_interrupted']} unfinished)")]
     if best is not None:
-        test = summary["best_test_metric"]
+        test, label = summary["best_test_metric"], BY_KEY[summary["metric"]].label
         lines += [
-            f"Best trial {summary['best_trial_id']} ({summary['best_trial_status']}): dev {summary['metric']} {summary['best_dev_metric']:.2f}"
-            + (f", test {summary['metric']} {test:.2f}" if test is not None else ""),
+            f"Best trial {summary['best_trial_id']} ({summary['best_trial_status']}): dev {label} {summary['best_dev_metric']:.2f}"
+            + (f", test {label} {test:.2f}" if test is not None else ""),
             "  " + " ".join(f"{k}={v}" for k, v in best.items()),
         ]
     lines += [
@@ -87,8 +89,6 @@ def with_space_overrides(args: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from hydra.core.hydra_config import HydraConfig
-
     sys.argv = [sys.argv[0], *with_space_overrides(sys.argv[1:])]
     # Hydra checks the overrides (and serves --help, --cfg)
     captured = parse_command_line("infnet.tune", "tune", lambda cfg: list(HydraConfig.get().overrides.task))

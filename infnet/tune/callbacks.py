@@ -61,7 +61,7 @@ class ChildRunCloser(tune.Callback):
 
 
 class ProgressPrinter(tune.Callback):
-    """One line on stderr per trial start, end, error and retry, with the sweep's best dev F1 so far."""
+    """One line on stderr per trial start, end, error and retry, with the sweep's best dev metric so far."""
 
     def __init__(self, num_samples: int, param_names: list[str]) -> None:
         self.num_samples, self.param_names = num_samples, param_names

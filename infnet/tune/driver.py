@@ -24,8 +24,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow.fs
+import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
 from infnet.sweep_layout import (
@@ -46,6 +48,9 @@ from infnet.tracking import (
 from infnet.tune.child_runs import ERROR_TAG, TRIAL_TAG, ChildRuns
 from infnet.tune.results import best_row, results_table, trial_rows, trial_status
 from infnet.tune.sweep import Sweep, write_state
+
+if TYPE_CHECKING:
+    from infnet.data import MLCDataset, SeqDataset
 
 log = logging.getLogger("infnet.tune")
 
@@ -127,7 +132,7 @@ def trial_dirname(trial: Any) -> str:
     return trial.trial_id
 
 
-def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: Any) -> Any:
+def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset | SeqDataset) -> Any:
     """A restored ``Tuner`` when Tune's experiment state exists in the sweep folder, else a new one;
     ``pretraining``: where trials share CE pretrainings (``pretrain_claims.SharedPretraining``); ``data``: the
     loaded dataset, shipped to the trials through Ray's object store."""
@@ -145,7 +150,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: Any) -> An
 
     t = sweep.cfg.tune
     use_child_runs(runs)  # also for the callbacks a restore unpickles (the tracking URI may have moved)
-    settings = TrialSettings(runs, t.fault_injection.crash_after_epoch, pretraining, sweep.metric.key)
+    settings = TrialSettings(runs, sweep.metric.key, t.fault_injection.crash_after_epoch, pretraining)
     resources = trial_resources(t)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, space=sweep.space, settings=settings),
@@ -175,8 +180,6 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: Any) -> An
 
 def has_experiment_state(path: str) -> bool:
     """Whether Tune saved an experiment snapshot (``experiment_state-*.json``) in ``path``."""
-    import pyarrow.fs
-
     fs, root = filesystem(path)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
     return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
@@ -207,14 +210,15 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
     start = time.time()
     data = load_data(sweep.cfg.data)  # first: a missing or malformed data file fails before any run or Ray starts
     sweep, parent = open_parent(sweep)
-    write_state(sweep)
-    view = sweep_view(sweep, parent.experiment_id)  # stored now: the UI link works while the sweep runs
-    runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name, parent.experiment_id)
-    started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
-    warn_if_not_shared(sweep)
-    try:
+    started_ray = False
+    try:  # from here on, whatever fails ends the parent run (FAILED, or KILLED on Ctrl-C)
         from infnet.tune.pretrain_claims import start_claims  # lazy: Ray
 
+        write_state(sweep)
+        view = sweep_view(sweep, parent.experiment_id)  # stored now: the UI link works while the sweep runs
+        runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name, parent.experiment_id)
+        started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
+        warn_if_not_shared(sweep)
         pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
         make_tuner(sweep, runs, pretraining, data).fit()
         summary = finish(sweep, runs, parent, view)
@@ -288,7 +292,6 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, view: tupl
 def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: tuple[str, str]) -> dict[str, Any]:
     """Write ``results.parquet`` and ``best_config.json`` (sweep folder and parent-run artifacts), log
     the parent's metrics and end it (KILLED if trials are unfinished); returns the summary."""
-    import pyarrow.parquet as pq
 
     rows, deleted = collect(sweep, runs)
     summary = summarize(sweep, rows, deleted, view)
@@ -305,11 +308,10 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: tuple[str, st
     metrics = {f"num_{k}": float(summary[f"num_{k}"]) for k in ("trials", "completed", "stopped", "errored", "interrupted")}
     key = sweep.metric.key
     for split, value in (("dev", best["best_dev_metric"]), ("test", best["best_test_metric"])):
+        # fractions, under the names the trials log them with: one runs-table column shows the sweep's best
+        # next to each trial's
         if value is not None:
-            metrics[f"best/{split}_{key}"] = value
-            # also under the trials' own names (fractions, as they log them): one runs-table column shows
-            # the sweep's best next to each trial's
-            metrics[f"dev/best_{key}" if split == "dev" else f"test/{key}"] = value / 100
+            metrics[f"best/{split}_{key}"] = metrics[f"dev/best_{key}" if split == "dev" else f"test/{key}"] = value / 100
     parent.log_metrics(metrics)
     summary["report_path"] = sweep_report(sweep)
     unfinished = summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples)

@@ -4,7 +4,7 @@ ASHA-stopped trials: Ray's ``OptunaSearch`` tells Optuna that a trial stopped by
 COMPLETE with its last, partial-budget value. :class:`InfnetOptunaSearch` tells Optuna such a trial
 is PRUNED instead (a trial is complete only when its final result carries ``completed=1``). TPE then
 models its "good" group from fully trained trials only and ranks pruned trials after every complete
-one (among themselves by how far they got, then by their last reported dev F1), which is what ASHA
+one (among themselves by how far they got, then by their last reported dev metric), which is what ASHA
 decided about them. Errored trials are FAIL (Ray's behaviour), ignored by the samplers.
 
 This module imports Ray and Optuna; import it lazily.

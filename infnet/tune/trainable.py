@@ -39,19 +39,21 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from ray import tune
 
 from infnet.checkpoint import UnsafeCheckpoint, safe_load
 from infnet.config import ConfigError
 from infnet.data import MLCDataset, SeqDataset
 from infnet.loop import LoopState, TrainingDiverged
+from infnet.pretrain_cache import PretrainCache
 from infnet.search_space import SearchSpace
 from infnet.train import run_training
 from infnet.tune.child_runs import ERROR_TAG, RESULT_TAG, STATUS_TAG, ChildRuns
@@ -73,9 +75,9 @@ class TrialSettings:
     """What every trial of a sweep shares besides data and space (plain data: it pickles)."""
 
     runs: ChildRuns
+    metric: str  # the task's selection metric key (infnet.task_metric): dev/best_<metric> is reported
     crash_after_epoch: int | None = None  # fault injection (tests): first attempt os._exit()s after this epoch
     pretraining: Any = None  # a pretrain_claims.SharedPretraining: where trials share CE pretrainings
-    metric: str = "f1"  # the task's selection metric key (infnet.task_metric): dev/best_<metric> is reported
 
 
 class EpochReporter:
@@ -84,7 +86,7 @@ class EpochReporter:
     and remembers where the pretraining came from (the ``pretrain`` column)."""
 
     def __init__(self, max_epochs: int, pretrain_epochs: int, start_epoch: int, crash_after_epoch: int | None,
-                 node_id: str, metric: str = "f1") -> None:
+                 node_id: str, metric: str) -> None:
         self.max_epochs, self.pretrain_epochs, self.metric = max_epochs, pretrain_epochs, metric
         self.start_epoch, self.crash_after_epoch = start_epoch, crash_after_epoch
         self.node_id = node_id
@@ -92,7 +94,7 @@ class EpochReporter:
         self.last: dict[str, Any] = {}
         self.pretrain_cache: Any = None  # set by open_pretrain_cache
 
-    def open_pretrain_cache(self, shared: Any, trial_id: str) -> Any:
+    def open_pretrain_cache(self, shared: Any, trial_id: str) -> Callable[[DictConfig, Any], PretrainCache | None]:
         """``run_training``'s ``pretrain_cache`` hook, bound to the sweep's ``shared`` pretraining
         (``pretrain_claims.SharedPretraining``) and this trial."""
         def hook(run_cfg: Any, run_data: Any) -> Any:

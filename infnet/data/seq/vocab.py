@@ -1,4 +1,4 @@
-"""Word and character vocabularies: id 0 is padding, id 1 the unknown item (see ``seq_types``).
+"""Word and character vocabularies: id 0 is padding, id 1 the unknown item (see :mod:`infnet.data.seq.types`).
 
 Words: a token's *form* has every digit replaced by ``0`` (so "1996" and "2001" share the id of
 "0000", as in Lample et al. 2016) and is lowercased when ``lowercase`` is set.  The vocabulary holds
