@@ -94,7 +94,10 @@ class ResultSet:
         keys = [k for k in self.table.column("metric").to_pylist() if k] if "metric" in self.table.column_names else []
         metric = BY_KEY[keys[0] if keys else "f1"]
         data = self._config("data")
-        recorded = metric_of(data) if isinstance(data, Mapping) and data.get("name") else None
+        try:
+            recorded = metric_of(data) if isinstance(data, Mapping) and data.get("name") else None
+        except ValueError:  # a data config this version reads differently (DataConfigError): the table's key will do
+            recorded = None
         return recorded if recorded is not None and recorded.key == metric.key else metric
 
     def rows(self) -> list[dict[str, Any]]:
