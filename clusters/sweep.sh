@@ -21,8 +21,9 @@ action="${2:?usage: clusters/sweep.sh <cluster.yaml> submit|logs|list|stop|ship 
 shift 2
 case "$action" in
   submit)
-    # Quoted once for the head's shell, which expands \$(cat ...) there at submission.
-    ray exec "$cfg" "ray job submit --no-wait -- python -m infnet.tune tune.address=auto \
+    # Quoted once for the head's shell, which expands \$(cat ...) there at submission. submit_sweep.sh retries
+    # while the head's job agent registers (right after `ray up`).
+    ray exec "$cfg" "bash ~/infnet/clusters/submit_sweep.sh tune.address=auto \
 tracking.uri=\$(cat ~/mlflow/tracking_uri)$(printf ' %q' "$@")"
     ;;
   logs) ray exec "$cfg" "ray job logs --follow ${1:?job id}" ;;
