@@ -23,6 +23,7 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class ResultSet:
         seed = self._config("trainer", "seed")
         return None if seed is None else int(seed)
 
-    @property
+    @cached_property
     def metric(self) -> TaskMetric:
         """The metric the sweep selected on: its table's ``metric`` column (F1 for older tables), described as
         its task's metric when the sweep's data config is recorded."""

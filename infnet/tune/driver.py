@@ -185,14 +185,13 @@ def has_experiment_state(path: str) -> bool:
     return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
 
 
-def sweep_view(sweep: Sweep, experiment_id: str) -> tuple[str, str]:
+def sweep_view(sweep: Sweep, experiment_id: str) -> str:
     """Store the runs view of ``sweep`` in its experiment ``experiment_id``: its parent run with the trials'
     child runs under it, the task metric's columns (the parent logs the best trial's under the same names),
-    best first. Returns (experiment id, view key)."""
+    best first. Returns the view's key."""
     key = sweep.metric.key
-    view = share_runs_view(sweep.tracking_uri, experiment_id, f"sweep-{sweep.name}", f"tags.`infnet.sweep` = '{sweep.name}'",
+    return share_runs_view(sweep.tracking_uri, experiment_id, f"sweep-{sweep.name}", f"tags.`infnet.sweep` = '{sweep.name}'",
                            [f"dev/best_{key}", f"test/{key}"], str(sweep.parent_run_id))
-    return experiment_id, view
 
 
 def mlflow_ui_command(uri: str, experiment_id: str, view: str | None = None) -> str:
@@ -255,9 +254,9 @@ def collect(sweep: Sweep, runs: ChildRuns) -> tuple[list[dict[str, Any]], int]:
     return trial_rows(trials, sweep.space, {k: r.info.run_id for k, r in child.items()}, errors, sweep.metric.key), deleted
 
 
-def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, view: tuple[str, str]) -> dict[str, Any]:
+def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, experiment_id: str, view: str) -> dict[str, Any]:
     """The summary printed as the CLI's last line (best trial on dev, counts, where results are);
-    ``view``: (experiment id, runs view key) of :func:`sweep_view`."""
+    ``view``: the key of the runs view of :func:`sweep_view` in experiment ``experiment_id``."""
     best = best_row(rows) or {}
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "error", "interrupted")}
     return {
@@ -284,17 +283,17 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, view: tupl
         "mlflow_experiment": sweep.experiment,
         "mlflow_parent_run_id": sweep.parent_run_id,
         "mlflow_deleted_orphan_runs": deleted,
-        "mlflow_ui": mlflow_ui_command(sweep.tracking_uri, *view),
-        "mlflow_runs_page": runs_url("", *view),  # relative to the UI's base URL
+        "mlflow_ui": mlflow_ui_command(sweep.tracking_uri, experiment_id, view),
+        "mlflow_runs_page": runs_url("", experiment_id, view),  # relative to the UI's base URL
     }
 
 
-def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: tuple[str, str]) -> dict[str, Any]:
+def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: str) -> dict[str, Any]:
     """Write ``results.parquet`` and ``best_config.json`` (sweep folder and parent-run artifacts), log
     the parent's metrics and end it (KILLED if trials are unfinished); returns the summary."""
 
     rows, deleted = collect(sweep, runs)
-    summary = summarize(sweep, rows, deleted, view)
+    summary = summarize(sweep, rows, deleted, runs.experiment_id, view)
     best = {k: summary[k] for k in ("best_config", "metric", "best_dev_metric", "best_test_metric", "best_trial_id", "best_mlflow_run_id")}
     table = results_table(rows, sweep.space)
     fs, root = filesystem(sweep.path)

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -82,7 +83,7 @@ class Sweep:
     def experiment(self) -> str:
         return str(self.cfg.tracking.experiment)
 
-    @property
+    @cached_property
     def metric(self) -> TaskMetric:
         """What the sweep selects trials on: its task's metric (F1, or accuracy for POS)."""
         return metric_of(self.cfg.data)
