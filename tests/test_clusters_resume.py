@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,7 +80,7 @@ def test_resume_on_a_new_head_from_s3_with_a_moved_tracking_server(s3_storage: s
                 finished = [r for r in child_runs(old_uri, state["parent_run_id"]) if r.info.status == "FINISHED"]
             time.sleep(0.5)
     finally:
-        stop_group(driver.pid, timeout=5)  # the head is lost: the driver and its Ray runtime
+        os.killpg(driver.pid, signal.SIGKILL)  # the head is lost: the driver and its Ray runtime at once
         driver.wait()
     assert finished, "no trial finished before the head was lost"
     before = {r.data.tags["ray_trial_id"]: r.info.run_id for r in finished}
@@ -93,7 +94,8 @@ def test_resume_on_a_new_head_from_s3_with_a_moved_tracking_server(s3_storage: s
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert f"tracking.uri={new_uri}" in proc.stderr  # the resume says what it took from the command line
     assert summary["resumed"] and summary["mlflow_tracking_uri"] == new_uri and summary["mlflow_parent_run_id"] == parent_id
-    assert summary["num_trials"] == summary["num_completed"] == 4 and summary["num_errored"] == 0
+    outcome = [(r["trial_id"], r["status"], r["epochs"], r["error"]) for r in pq.read_table(summary["results_path"]).to_pylist()]
+    assert summary["num_trials"] == summary["num_completed"] == 4 and summary["num_errored"] == 0, (outcome, proc.stderr[-3000:])
     assert read_state(path)["tracking_uri"] == new_uri  # the next resume finds the new address
     table = pq.read_table(summary["results_path"]).to_pylist()  # read back from S3
     assert summary["results_path"].startswith("s3://") and {r["status"] for r in table} == {"completed"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import mlflow
 import pyarrow.parquet as pq
 from processes import free_port
 from test_tune_sweep import TINY
+
+from infnet.tune.trainable import read_loop_state
 
 SMALL = ["data.n_train=1000", "data.n_dev=200", "data.n_test=200", "trainer.max_epochs=8", "method.pretrain_epochs=4",
          "tracking.log_model=false"]
@@ -129,3 +132,55 @@ def test_sweep_logs_to_an_http_tracking_server(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and its workers (their own session)
         server.wait(timeout=30)
+
+
+def unfinished_checkpoints(runs: Path, finished: set[str]) -> dict[str, list[Path]]:
+    """The checkpoint folders (oldest first) of each trial of sweep folder ``runs`` not in ``finished``."""
+    found = {t.name: sorted(p.parent for p in t.glob("checkpoint_*/loop_state.pt")) for t in runs.iterdir() if t.is_dir()}
+    return {trial: folders for trial, folders in found.items() if folders and trial not in finished}
+
+
+def test_resume_when_the_remembered_checkpoint_is_gone(tmp_path: Path) -> None:
+    """A head lost between Tune deleting a trial's old checkpoint and writing the experiment state that
+    names the new one: the state names a checkpoint that no longer exists. Made certain here by renaming
+    each unfinished trial's newest checkpoint folder after the kill (index + 1, a name the state cannot
+    know). Every trial must resume from the checkpoint that is there, not fail and not start over."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "runs" / "gone"
+    args = [*SMALL, "tune.num_samples=3", "tune.max_concurrent=2", "tune.scheduler=none", "tune.name=gone",
+            f"tune.storage_path={tmp_path / 'runs'}", f"tracking.uri={uri}", f"data.cache_dir={tmp_path / 'cache'}"]
+    driver = subprocess.Popen([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=ENV, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            finished = {r.data.tags["ray_trial_id"] for r in finished_child_runs(uri, path / "infnet_sweep.json")}
+            # a trial on its third checkpoint: Tune has saved a state that names one of its checkpoints
+            if finished and any(f[-1].name >= "checkpoint_000002" for f in unfinished_checkpoints(path, finished).values()):
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the head is lost: the driver and its Ray runtime at once
+        driver.wait()
+    time.sleep(2)
+    finished = {r.data.tags["ray_trial_id"] for r in finished_child_runs(uri, path / "infnet_sweep.json")}
+    moved = {}  # the trials unfinished when the head was lost: only their newest checkpoint is left, renamed
+    for trial, folders in unfinished_checkpoints(path, finished).items():
+        for old in folders[:-1]:
+            shutil.rmtree(old)
+        target = folders[-1].with_name(f"checkpoint_{int(folders[-1].name.removeprefix('checkpoint_')) + 1:06d}")
+        folders[-1].rename(target)
+        moved[trial] = read_loop_state(target / "loop_state.pt").epoch
+    assert moved and all(epoch > 0 for epoch in moved.values())
+
+    resumed = tune_cli([f"tune.resume={path}"], tmp_path)
+    summary = last_json(resumed)
+    assert summary["num_trials"] == summary["num_completed"] == 3 and summary["num_errored"] == 0, resumed.stderr[-3000:]
+    rows = {r["trial_id"]: r for r in pq.read_table(summary["results_path"]).to_pylist()}
+    # a trial the saved state never recorded runs again under a new id, and one whose checkpoints it never
+    # recorded starts over: each trial the state remembered a checkpoint of resumes from the renamed one
+    fell_back = {t: e for t, e in moved.items() if f"trial {t}: its last recorded checkpoint is gone from storage" in resumed.stderr}
+    assert fell_back, (moved, {t: (r["start_epoch"], r["failures"]) for t, r in rows.items()}, resumed.stderr[-3000:])
+    assert all(rows[t]["start_epoch"] == epoch and rows[t]["failures"] == 0 for t, epoch in fell_back.items()), (
+        fell_back, {t: (r["start_epoch"], r["failures"]) for t, r in rows.items()}, resumed.stderr[-3000:])

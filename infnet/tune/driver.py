@@ -145,6 +145,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset
         ProgressPrinter,
         use_child_runs,
     )
+    from infnet.tune.checkpoint_fallback import CheckpointFallback
     from infnet.tune.search import METRIC, MODE, make_scheduler, make_searcher
     from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
 
@@ -171,7 +172,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=sweep.storage_path, verbose=0,
             callbacks=[ChildRunCloser(runs), ProgressPrinter(int(t.num_samples), sweep.space.names),
-                       GpuWaitReporter(resources["gpu"], float(t.gpu_wait_report_s))],
+                       GpuWaitReporter(resources["gpu"], float(t.gpu_wait_report_s)), CheckpointFallback()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=int(t.checkpoints_to_keep)),
             failure_config=tune.FailureConfig(max_failures=int(t.max_failures)),
         ),

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ray
 import torch
@@ -159,15 +159,17 @@ def load_checkpoint() -> LoopState | None:
         return read_loop_state(Path(d) / CHECKPOINT_FILE)
 
 
-def read_loop_state(path: Path) -> LoopState:
-    """The ``LoopState`` stored at ``path`` by :class:`EpochReporter`, read as plain data only.
+def read_loop_state(source: Path | IO[bytes], name: str | None = None) -> LoopState:
+    """The ``LoopState`` stored by :class:`EpochReporter` at ``source`` (a path, or a binary file object
+    named ``name`` in errors), read as plain data only.
 
     Raises:
         UnsafeCheckpoint: the file is not plain data, or holds something other than a ``LoopState``.
     """
-    state = safe_load(path, f"trial checkpoint {path}")
+    name = name or str(source)
+    state = safe_load(source, f"trial checkpoint {name}")
     if not isinstance(state, LoopState):
-        raise UnsafeCheckpoint(f"refused trial checkpoint {path}: it holds a {type(state).__name__}, not a LoopState")
+        raise UnsafeCheckpoint(f"refused trial checkpoint {name}: it holds a {type(state).__name__}, not a LoopState")
     return state
 
 
