@@ -5,6 +5,7 @@ tracking server (the cluster's path)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -52,18 +53,34 @@ def finished_child_runs(uri: str, state_file: Path) -> list:
     return [r for r in child_runs(uri, parent) if r.info.status == "FINISHED"]
 
 
-def test_killed_driver_resumes_without_losing_or_duplicating(tmp_path: Path) -> None:
+def start_sweep(tmp_path: Path, name: str, num_samples: int, *extra: str) -> tuple[str, Path, list[str], subprocess.Popen]:
+    """A small sweep ``name`` (with the ``extra`` overrides) started in the background (its own session, to be
+    killed; its output in ``<tmp_path>/<name>.out`` and ``.err``): its SQLite tracking URI, its folder, its
+    command-line arguments and its driver process."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    path = tmp_path / "runs" / "killed"
-    args = [*SMALL, "tune.num_samples=4", "tune.max_concurrent=2", "tune.scheduler=none", "tune.name=killed",
+    args = [*SMALL, *extra, f"tune.num_samples={num_samples}", "tune.max_concurrent=2", "tune.scheduler=none", f"tune.name={name}",
             f"tune.storage_path={tmp_path / 'runs'}", f"tracking.uri={uri}", f"data.cache_dir={tmp_path / 'cache'}"]
-    driver = subprocess.Popen([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=ENV, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
+        driver = subprocess.Popen([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=ENV, start_new_session=True,
+                                  stdout=out, stderr=err)
+    return uri, tmp_path / "runs" / name, args, driver
+
+
+def wait_for_a_finished_trial(uri: str, path: Path, driver: subprocess.Popen) -> set[str]:
+    """The trial ids of the sweep at ``path`` whose MLflow runs are FINISHED, once there is one (4 minutes at most)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, "the sweep ended before it could be stopped"
+        if finished := {r.data.tags["ray_trial_id"] for r in finished_child_runs(uri, path / "infnet_sweep.json")}:
+            return finished
+        time.sleep(0.2)
+    raise AssertionError("no trial finished within 4 minutes")
+
+
+def test_killed_driver_resumes_without_losing_or_duplicating(tmp_path: Path) -> None:
+    uri, path, args, driver = start_sweep(tmp_path, "killed", 4)
     try:
-        deadline = time.monotonic() + 240
-        while not finished_child_runs(uri, path / "infnet_sweep.json") and time.monotonic() < deadline:
-            assert driver.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.2)
+        wait_for_a_finished_trial(uri, path, driver)
     finally:
         driver.send_signal(signal.SIGKILL)  # the driver only; Ray's processes share its fate
         driver.wait()
@@ -134,9 +151,37 @@ def test_sweep_logs_to_an_http_tracking_server(tmp_path: Path) -> None:
         server.wait(timeout=30)
 
 
+def test_sigterm_stops_the_sweep_as_ctrl_c_does(tmp_path: Path) -> None:
+    """``kill <driver>`` (what ``ray job stop`` and schedulers send first): the sweep stops as after Ctrl-C,
+    keeping what finished (results table, report, KILLED parent run, the resume command), and resumes."""
+    uri, path, _, driver = start_sweep(tmp_path, "terminated", 4)
+    try:
+        finished = wait_for_a_finished_trial(uri, path, driver)
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=120) == 0, (tmp_path / "terminated.err").read_text()[-3000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # whatever of its session is left, had it not stopped
+    stdout = (tmp_path / "terminated.out").read_text()
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert f"Resume: python -m infnet.tune tune.resume={path}" in stdout
+    assert summary["num_interrupted"] >= 1 and summary["num_completed"] >= len(finished) and summary["num_errored"] == 0
+    table = pq.read_table(summary["results_path"]).to_pylist()
+    assert {r["status"] for r in table} == {"completed", "interrupted"}
+    assert finished <= {r["trial_id"] for r in table if r["status"] == "completed"}
+    assert Path(summary["report_path"]).exists()
+    parent_id = summary["mlflow_parent_run_id"]
+    assert mlflow.MlflowClient(uri).get_run(parent_id).info.status == "KILLED"
+
+    resumed = last_json(tune_cli([f"tune.resume={path}"], tmp_path))
+    assert resumed["mlflow_parent_run_id"] == parent_id and resumed["num_trials"] == resumed["num_completed"] == 4
+    assert mlflow.MlflowClient(uri).get_run(parent_id).info.status == "FINISHED"
+
+
 def unfinished_checkpoints(runs: Path, finished: set[str]) -> dict[str, list[Path]]:
     """The checkpoint folders (oldest first) of each trial of sweep folder ``runs`` not in ``finished``."""
-    found = {t.name: sorted(p.parent for p in t.glob("checkpoint_*/loop_state.pt")) for t in runs.iterdir() if t.is_dir()}
+    trials = [t for t in runs.iterdir() if t.is_dir()] if runs.exists() else []
+    found = {t.name: sorted(p.parent for p in t.glob("checkpoint_*/loop_state.pt")) for t in trials}
     return {trial: folders for trial, folders in found.items() if folders and trial not in finished}
 
 
@@ -145,19 +190,15 @@ def test_resume_when_the_remembered_checkpoint_is_gone(tmp_path: Path) -> None:
     names the new one: the state names a checkpoint that no longer exists. Made certain here by renaming
     each unfinished trial's newest checkpoint folder after the kill (index + 1, a name the state cannot
     know). Every trial must resume from the checkpoint that is there, not fail and not start over."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    path = tmp_path / "runs" / "gone"
-    args = [*SMALL, "tune.num_samples=3", "tune.max_concurrent=2", "tune.scheduler=none", "tune.name=gone",
-            f"tune.storage_path={tmp_path / 'runs'}", f"tracking.uri={uri}", f"data.cache_dir={tmp_path / 'cache'}"]
-    driver = subprocess.Popen([sys.executable, "-m", "infnet.tune", *args], cwd=tmp_path, env=ENV, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri, path, _, driver = start_sweep(tmp_path, "gone", 2, "trainer.max_epochs=12")
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert driver.poll() is None, "the sweep ended before it could be killed"
-            finished = {r.data.tags["ray_trial_id"] for r in finished_child_runs(uri, path / "infnet_sweep.json")}
-            # a trial on its third checkpoint: Tune has saved a state that names one of its checkpoints
-            if finished and any(f[-1].name >= "checkpoint_000002" for f in unfinished_checkpoints(path, finished).values()):
+            # a trial on its 3rd to 6th checkpoint of 11: Tune has saved a state naming one of them (it saves
+            # at every checkpoint when it keeps one), and the trial is several epochs from its end
+            newest = [f[-1].name for f in unfinished_checkpoints(path, set()).values()]
+            if any("checkpoint_000002" <= name <= "checkpoint_000005" for name in newest):
                 break
             time.sleep(0.2)
     finally:
@@ -176,7 +217,7 @@ def test_resume_when_the_remembered_checkpoint_is_gone(tmp_path: Path) -> None:
 
     resumed = tune_cli([f"tune.resume={path}"], tmp_path)
     summary = last_json(resumed)
-    assert summary["num_trials"] == summary["num_completed"] == 3 and summary["num_errored"] == 0, resumed.stderr[-3000:]
+    assert summary["num_trials"] == summary["num_completed"] == 2 and summary["num_errored"] == 0, resumed.stderr[-3000:]
     rows = {r["trial_id"]: r for r in pq.read_table(summary["results_path"]).to_pylist()}
     # a trial the saved state never recorded runs again under a new id, and one whose checkpoints it never
     # recorded starts over: each trial the state remembered a checkpoint of resumes from the renamed one

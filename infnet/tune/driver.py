@@ -14,15 +14,21 @@ workers (:mod:`infnet.tune.trainable`); only the driver talks to Optuna. Order o
    them to the parent run, build the sweep report (:mod:`infnet.report`: ``report/`` beside the results
    and in the parent run's artifacts; a failure is only a warning) and end the parent run (KILLED if
    trials are left unfinished, FINISHED otherwise).
+
+SIGTERM during steps 2-4 stops the sweep as Ctrl-C does (:func:`sigterm_as_interrupt`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +107,22 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a private local runtime
         ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, ``ray job stop``, a scheduler's preemption) stops the sweep as
+    Ctrl-C does: Tune stops the trials and saves its state, the results so far are written, the parent run
+    ends KILLED and the resume command is printed; a second signal stops it at once. (``ray.init`` makes
+    SIGTERM a bare ``sys.exit`` in the driver, which writes nothing.) Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def warn_if_not_shared(sweep: Sweep) -> None:
@@ -218,10 +240,11 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
         view = sweep_view(sweep, parent.experiment_id)  # stored now: the UI link works while the sweep runs
         runs = ChildRuns(sweep.tracking_uri, sweep.experiment, sweep.parent_run_id, sweep.name, parent.experiment_id)
         started_ray = start_ray(sweep.cfg.tune.address, sweep.cfg.tune.num_cpus)
-        warn_if_not_shared(sweep)
-        pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
-        make_tuner(sweep, runs, pretraining, data).fit()
-        summary = finish(sweep, runs, parent, view)
+        with sigterm_as_interrupt():
+            warn_if_not_shared(sweep)
+            pretraining, _claims = start_claims(sweep.storage_path, sweep.name)  # the actor lives while _claims does
+            make_tuner(sweep, runs, pretraining, data).fit()
+            summary = finish(sweep, runs, parent, view)
     except KeyboardInterrupt:
         parent.end("KILLED")
         raise
