@@ -8,7 +8,9 @@ Examples::
     python -m infnet.tune tune.resume=tune_results/bibtex-implicit     # after an interruption
     python -m infnet.tune tune.address=auto tracking.uri=http://10.0.0.1:5000 tune.storage_path=/mnt/shared/tune
 
-Progress goes to stderr; stdout ends with a short summary and, as its last line, one JSON object.
+Progress goes to stderr; stdout ends with a short summary and, as its last line, one JSON object. Exit
+status: 0 when the sweep is done, 2 on bad input, 3 when it was stopped (Ctrl-C, SIGTERM) before every trial
+ended: its results so far are written, and the summary says how to resume it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from infnet.task_metric import BY_KEY
 from infnet.tune import prepare, run_sweep
 from infnet.tune.sweep import RESUME_SETTINGS
 
+#: exit status of a sweep stopped before its trials ended (Ctrl-C, SIGTERM): its results so far are written and
+#: the last lines say how to resume it (bad input exits with 2)
+STOPPED_STATUS = 3
+
 
 def summary_text(summary: dict[str, Any]) -> str:
     """The human-readable end of a sweep: best trial, counts, where the results are, the MLflow UI."""
@@ -52,7 +58,7 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"MLflow: experiment '{summary['mlflow_experiment']}', parent run {summary['mlflow_parent_run_id']} at {summary['mlflow_tracking_uri']}",
         f"Open the MLflow UI: {summary['mlflow_ui']}",
     ]
-    if summary["num_interrupted"]:
+    if summary["unfinished"]:
         lines.append(f"Resume: {summary['resume_command']}")
     return "\n".join(lines)
 
@@ -103,6 +109,8 @@ def main() -> None:
     summary = run_sweep(sweep)
     print(summary_text(summary), flush=True)
     print(json.dumps(summary), flush=True)
+    if summary["unfinished"]:
+        sys.exit(STOPPED_STATUS)
 
 
 if __name__ == "__main__":

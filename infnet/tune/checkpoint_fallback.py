@@ -12,8 +12,11 @@ that waits to be resumed, before Tune starts it. When its remembered checkpoint 
 resumes from the newest ``checkpoint_NNNNNN`` in its folder whose ``LoopState`` reads back (so a
 checkpoint cut short by the loss is skipped), and its next checkpoints are numbered after every
 checkpoint there, so none is overwritten and then deleted as an old one. With no readable checkpoint
-left the trial is left as it is (it fails with Tune's message, recorded as an errored trial). This
-module imports Ray; import it lazily.
+left the trial is left as it is (it fails with Tune's message, recorded as an errored trial); a storage
+error while looking is a warning, never the sweep's end. Tune's own counters of the trial
+(``training_iteration``, ``time_total_s``, hence the results table's ``wall_seconds``) go on from the
+remembered checkpoint's. Sweeps started before this callback existed do not carry it (``Tuner.restore``
+reuses the callbacks pickled when the sweep began). This module imports Ray; import it lazily.
 """
 
 from __future__ import annotations
@@ -73,29 +76,34 @@ def fall_back(trial: Any) -> str | None:
         return None
     # in place, as Tune itself moves a trial's checkpoints to new storage (Trial.set_storage)
     result.checkpoint = tune.Checkpoint(path=chosen, filesystem=fs)
-    trial.storage.current_checkpoint_index = present[0][0] + 1
+    # the older checkpoints Tune keeps track of went before the remembered one: forget them, or deleting
+    # them at the next checkpoint fails (Tune has no public call for this)
+    trial.run_metadata.checkpoint_manager._checkpoint_results = [result]
+    # the index of the last checkpoint written: Tune adds 1 before writing the next
+    trial.storage.current_checkpoint_index = present[0][0]
     return chosen
 
 
 class CheckpointFallback(tune.Callback):
-    """Applies :func:`fall_back` to each trial that waits to be resumed, once per driver (see the
-    module docstring); holds no state worth saving with the experiment."""
+    """Applies :func:`fall_back` to each trial that waits to be resumed, once per driver (see the module
+    docstring)."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.seen = set()
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
         for trial in trials:
             if trial.trial_id in self.seen:
                 continue
             self.seen.add(trial.trial_id)
-            if trial.status == "PENDING" and (chosen := fall_back(trial)) is not None:
+            if trial.status != "PENDING":
+                continue
+            try:
+                chosen = fall_back(trial)
+            except Exception as exc:  # noqa: BLE001 - storage trouble is this trial's (Tune reports it), not the sweep's
+                log.warning("trial %s: could not look for its checkpoints on storage: %s: %s", trial.trial_id, type(exc).__name__, exc)
+                continue
+            if chosen is not None:
                 log.warning("trial %s: its last recorded checkpoint is gone from storage; resuming from %s", trial.trial_id, chosen)
 
 

@@ -109,16 +109,26 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def as_interrupt(signum: int, frame: Any) -> None:
+    """Handle a signal as SIGINT: call SIGINT's current handler (Tune's while it runs), KeyboardInterrupt if
+    there is none. Called directly, not by raising SIGINT: a Ray job's entrypoint runs with SIGINT blocked."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM (``kill``, ``ray job stop``, a scheduler's preemption) stops the sweep as
     Ctrl-C does: Tune stops the trials and saves its state, the results so far are written, the parent run
     ends KILLED and the resume command is printed; a second signal stops it at once. (``ray.init`` makes
-    SIGTERM a bare ``sys.exit`` in the driver, which writes nothing.) Main thread only."""
+    SIGTERM a bare ``sys.exit`` in the driver, which writes nothing.) Once Tune has returned, its handler
+    stays and only logs a first signal: the results being written are finished. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    previous = signal.signal(signal.SIGTERM, as_interrupt)
     try:
         yield
     finally:
@@ -314,7 +324,8 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, experiment
 
 def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: str) -> dict[str, Any]:
     """Write ``results.parquet`` and ``best_config.json`` (sweep folder and parent-run artifacts), log
-    the parent's metrics and end it (KILLED if trials are unfinished); returns the summary."""
+    the parent's metrics and end it (KILLED if trials are unfinished: the summary's ``unfinished``); returns
+    the summary."""
 
     rows, deleted = collect(sweep, runs)
     summary = summarize(sweep, rows, deleted, runs.experiment_id, view)
@@ -337,8 +348,8 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: str) -> dict[
             metrics[f"best/{split}_{key}"] = metrics[f"dev/best_{key}" if split == "dev" else f"test/{key}"] = value / 100
     parent.log_metrics(metrics)
     summary["report_path"] = sweep_report(sweep)
-    unfinished = summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples)
-    parent.end("KILLED" if unfinished else "FINISHED")
+    summary["unfinished"] = bool(summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples))
+    parent.end("KILLED" if summary["unfinished"] else "FINISHED")
     return summary
 
 
