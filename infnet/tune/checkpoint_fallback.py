@@ -1,8 +1,8 @@
 """Resume a trial from the checkpoint that is on storage when the one Tune remembers is gone.
 
 Tune keeps ``tune.checkpoints_to_keep`` checkpoints per trial: registering a new one deletes the older
-ones at once, while the experiment state that names a trial's latest checkpoint is written to storage
-(S3, a shared folder) only every few seconds. A head lost between the two leaves a state that names a
+ones at once, while the experiment state that names a trial's latest checkpoint is uploaded to storage
+(S3, a shared folder) in the background. A head lost between the two leaves a state that names a
 checkpoint already deleted, and Tune then fails that trial on every attempt ("Could not recover from
 checkpoint as it does not exist on storage anymore"); seen on a sweep on S3 whose driver was killed
 two seconds after a trial finished.

@@ -307,6 +307,7 @@ def summarize(sweep: Sweep, rows: list[dict[str, Any]], deleted: int, experiment
         "num_stopped": counts["stopped"],
         "num_errored": counts["error"],
         "num_interrupted": counts["interrupted"],
+        "unfinished": bool(counts["interrupted"] or len(rows) < int(sweep.cfg.tune.num_samples)),  # stopped early
         "pretrain_computed": sum(r["pretrain"] == "computed" for r in rows),
         "pretrain_hits": sum(r["pretrain"] == "hit" for r in rows),
         "results_path": join(sweep.path, RESULTS_FILE),
@@ -348,7 +349,6 @@ def finish(sweep: Sweep, runs: ChildRuns, parent: RunLogger, view: str) -> dict[
             metrics[f"best/{split}_{key}"] = metrics[f"dev/best_{key}" if split == "dev" else f"test/{key}"] = value / 100
     parent.log_metrics(metrics)
     summary["report_path"] = sweep_report(sweep)
-    summary["unfinished"] = bool(summary["num_interrupted"] or summary["num_trials"] < int(sweep.cfg.tune.num_samples))
     parent.end("KILLED" if summary["unfinished"] else "FINISHED")
     return summary
 
