@@ -243,3 +243,48 @@ def test_resume_when_the_remembered_checkpoint_is_gone(tmp_path: Path) -> None:
     assert fell_back, (moved, {t: (r["start_epoch"], r["failures"]) for t, r in rows.items()}, resumed.stderr[-3000:])
     assert all(rows[t]["start_epoch"] == epoch and rows[t]["failures"] == 0 for t, epoch in fell_back.items()), (
         fell_back, {t: (r["start_epoch"], r["failures"]) for t, r in rows.items()}, resumed.stderr[-3000:])
+
+
+def saved_trials(path: Path) -> int:
+    """How many trials the experiment state Tune saved in ``path`` holds (0 before the first, or while one is written)."""
+    states = sorted(path.glob("experiment_state-*.json"))
+    try:
+        return len(json.loads(states[-1].read_text())["trial_data"]) if states else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def test_resume_with_a_search_state_older_than_its_trials(tmp_path: Path) -> None:
+    """Tune saves its trials and the search state (Optuna's study, the trial counter, the concurrency limiter)
+    as separate files, uploaded in the background: a head lost in between leaves them from different moments
+    (seen in CI on S3: the resume crashed with a KeyError in OptunaSearch). Made certain here: the search state
+    of the sweep's first moments is put back over the one saved when a third trial was running. The resume
+    takes that trial in and completes the sweep with the 4 trials asked for."""
+    uri, path, _, driver = start_sweep(tmp_path, "stale", 4, "trainer.max_epochs=24")  # the 3rd trial runs for seconds
+    early = tmp_path / "early_search_state"
+    try:
+        deadline = time.monotonic() + 240
+        while not early.exists() or saved_trials(path) < 3:
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "no state with a third trial within 4 minutes"
+            search_files = [*path.glob("search_gen_state-*.json"), *path.glob("searcher-state-*.pkl")]
+            if not early.exists() and len(search_files) == 2 and 0 < saved_trials(path) <= 2:
+                early.mkdir()
+                for f in search_files:
+                    shutil.copy2(f, early / f.name)
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # the head is lost: the driver and its Ray runtime at once
+        driver.wait()
+    for f in early.iterdir():
+        shutil.copy2(f, path / f.name)
+    trials_before = saved_trials(path)
+
+    resumed = tune_cli([f"tune.resume={path}"], tmp_path)
+    summary = last_json(resumed)
+    assert summary["num_trials"] == summary["num_completed"] == 4 and summary["num_errored"] == 0, resumed.stderr[-3000:]
+    assert f"Resumed sweep: the search counted 2 trials, Tune has {trials_before}" in resumed.stderr
+    assert "the Optuna study did not know trial" in resumed.stderr
+    runs = child_runs(uri, json.loads((path / "infnet_sweep.json").read_text())["parent_run_id"])
+    assert len(runs) == len({r.data.tags["ray_trial_id"] for r in runs}) == 4 and {r.info.status for r in runs} == {"FINISHED"}

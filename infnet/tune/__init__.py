@@ -8,8 +8,8 @@ one child run per trial. Modules, one job each:
 - :mod:`infnet.tune.sweep`: overrides -> :class:`Sweep` (new or resumed), ``infnet_sweep.json``
 - :mod:`infnet.tune.driver`: ``run_sweep`` (Ray, Tuner new/restored, results, summary)
 - :mod:`infnet.tune.trainable`: the trial function run in Ray workers
-- :mod:`infnet.tune.search`: Optuna searcher and ASHA scheduler
-- :mod:`infnet.tune.callbacks`: driver-side callbacks (close MLflow runs, progress lines)
+- :mod:`infnet.tune.search`: Optuna searcher (its state brought in step with the trials on resume) and ASHA scheduler
+- :mod:`infnet.tune.callbacks`: driver-side callbacks (close MLflow runs, progress lines, reconcile a resumed search)
 - :mod:`infnet.tune.checkpoint_fallback`: on resume, a trial whose remembered checkpoint is gone resumes
   from the newest one left on storage
 - :mod:`infnet.tune.child_runs`: MLflow child runs found by ``ray_trial_id``, status vocabulary

@@ -1,5 +1,5 @@
 """Driver-side Tune callbacks: close MLflow child runs, print one compact progress line per event,
-say so when trials wait for GPUs.
+say so when trials wait for GPUs, bring a restored sweep's search state in step with its trials.
 
 They are module-level classes holding plain data: ``Tuner.restore`` unpickles them from ``tuner.pkl``,
 as the driver that started the sweep made them. What may have changed since (the MLflow server's
@@ -18,7 +18,9 @@ import ray
 from ray import tune
 
 from infnet.tune.child_runs import ChildRuns, ended_status
-from infnet.tune.search import METRIC
+from infnet.tune.search import METRIC, ResumableSearch
+
+log = logging.getLogger("infnet.tune")
 
 
 def error_text(trial: Any, limit: int = 500) -> str:
@@ -122,11 +124,25 @@ class GpuWaitReporter(tune.Callback):
         if waited >= self.every_s * (self.reported + 1):
             self.reported += 1
             total = ray.cluster_resources().get("GPU", 0.0)
-            logging.getLogger("infnet.tune").warning(
+            log.warning(
                 "waiting for GPU nodes for %.1f minutes: %d trial(s) pending, %s GPU each; the cluster has %g GPU(s), "
                 "%g free. An autoscaling cluster adds GPU workers now (watch `ray status`); if none arrive, check the "
                 "account's GPU quota (clusters/README.md) or train on CPUs with tune.gpus_per_trial=0",
                 waited / 60, pending, self.gpus, total, free)
+
+
+class SearchReconciler(tune.Callback):
+    """On the first step of a restored sweep, reconcile its search algorithm with Tune's trials
+    (:meth:`infnet.tune.search.ResumableSearch.reconcile`), each change a warning. It holds the sweep's
+    search algorithm itself: both are unpickled from ``tuner.pkl`` together, so they stay one object."""
+
+    def __init__(self, search: ResumableSearch) -> None:
+        self.search = search
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.search.unreconciled:
+            for change in self.search.reconcile(trials):
+                log.warning("Resumed sweep: %s", change)
 
 
 def _short(value: Any) -> str:

@@ -175,10 +175,11 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset
         ChildRunCloser,
         GpuWaitReporter,
         ProgressPrinter,
+        SearchReconciler,
         use_child_runs,
     )
     from infnet.tune.checkpoint_fallback import CheckpointFallback
-    from infnet.tune.search import METRIC, MODE, make_scheduler, make_searcher
+    from infnet.tune.search import METRIC, MODE, make_scheduler, make_search
     from infnet.tune.trainable import BASE_KEY, TrialSettings, train_trial
 
     t = sweep.cfg.tune
@@ -192,19 +193,20 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset
     if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):
         return tune.Tuner.restore(sweep.path, trainable, resume_errored=bool(t.resume_errored))
     main_epochs = int(sweep.cfg.trainer.max_epochs) - int(sweep.cfg.method.get("pretrain_epochs", 0))
+    search = make_search(t, sweep.space, study_name=sweep.name)
     return tune.Tuner(
         trainable,
         param_space={BASE_KEY: sweep.training_config()},
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, num_samples=int(t.num_samples), max_concurrent_trials=t.max_concurrent,
-            search_alg=make_searcher(t, sweep.space, study_name=sweep.name),
+            metric=METRIC, mode=MODE, num_samples=int(t.num_samples), search_alg=search,
             scheduler=make_scheduler(t, main_epochs),
             trial_dirname_creator=trial_dirname, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=sweep.storage_path, verbose=0,
             callbacks=[ChildRunCloser(runs), ProgressPrinter(int(t.num_samples), sweep.space.names),
-                       GpuWaitReporter(resources["gpu"], float(t.gpu_wait_report_s)), CheckpointFallback()],
+                       GpuWaitReporter(resources["gpu"], float(t.gpu_wait_report_s)), CheckpointFallback(),
+                       SearchReconciler(search)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=int(t.checkpoints_to_keep)),
             failure_config=tune.FailureConfig(max_failures=int(t.max_failures)),
         ),

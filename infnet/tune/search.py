@@ -7,17 +7,23 @@ models its "good" group from fully trained trials only and ranks pruned trials a
 one (among themselves by how far they got, then by their last reported dev metric), which is what ASHA
 decided about them. Errored trials are FAIL (Ray's behaviour), ignored by the samplers.
 
+Resume: :class:`ResumableSearch` (the sweep's search algorithm) brings the restored search state in step
+with Tune's trials, which may be from another moment (see its docstring).
+
 This module imports Ray and Optuna; import it lazily.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import warnings
 from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from infnet.search_space import SearchSpace
@@ -25,18 +31,122 @@ from infnet.search_space import SearchSpace
 #: what Optuna and ASHA optimise: the best dev value (%) of the task's selection metric (infnet.task_metric)
 METRIC, MODE = "dev_metric", "max"
 SEARCHERS = ("tpe", "random", "gp")
+log = logging.getLogger("infnet.tune")
 
 
 class InfnetOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` that reports scheduler-stopped trials as PRUNED (see the module docstring)."""
+    """``OptunaSearch`` that reports scheduler-stopped trials as PRUNED (see the module docstring) and
+    takes in trials Tune knows but its study does not (see :meth:`reconcile`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: trial id -> Optuna params of the unfinished trials taken in by reconcile (told to Optuna when they end)
+        self._adopted: dict[str, dict[str, Any]] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        # an adopted trial has no live Optuna trial to report to; one the study saw end (a search state newer
+        # than the trials Tune resumed) is running again until Tune sees it end: nothing to report either
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        stopped = bool(result) and not error and not result.get("completed") and trial_id not in self._completed_trials
-        if not stopped:
-            super().on_trial_complete(trial_id, result, error)
+        if trial_id in self._completed_trials:
+            log.warning("Optuna already has the outcome of trial %s; ignoring a second one", trial_id)
             return
-        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        state, value = trial_outcome(result, error)
+        adopted = self.__dict__.get("_adopted", {})  # absent in a searcher pickled before adoption existed
+        if trial_id in adopted:
+            fixed = optuna.trial.FixedTrial(adopted.pop(trial_id))
+            self._space(fixed)  # the define-by-run space gives the distributions of the trial's params
+            self._ot_study.add_trial(optuna.trial.create_trial(state=state, value=value, params=fixed.params,
+                                                               distributions=fixed.distributions))
+        else:
+            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
         self._completed_trials.add(trial_id)
+
+    def reconcile(self, trials: list[Any]) -> list[str]:
+        """Bring the study in step with Tune's ``trials`` (``ray.tune.experiment.Trial``), the truth after
+        a restore: a trial the study does not know is taken in with the parameters in its config (told
+        at once when it has finished, else when it ends); a study trial Tune does not know is told FAIL
+        (it was lost with the head); a trial Tune has finished is told its outcome. Returns what changed."""
+        known, changes = {t.trial_id for t in trials}, []
+        for trial in trials:
+            if trial.trial_id not in self._ot_trials and trial.trial_id not in self._completed_trials | set(self._adopted):
+                self._adopted[trial.trial_id] = {n: trial.config[n] for n in self._space.names if n in trial.config}
+                changes.append(f"the Optuna study did not know trial {trial.trial_id}: taken in with its parameters")
+        for trial in trials:
+            if trial.is_finished() and trial.trial_id not in self._completed_trials:
+                error = trial.status == trial.ERROR
+                self.on_trial_complete(trial.trial_id, None if error else trial.last_result, error)
+                changes.append(f"trial {trial.trial_id} had ended ({trial.status}): told to the Optuna study")
+        for trial_id, ot_trial in self._ot_trials.items():
+            if trial_id not in known and trial_id not in self._completed_trials:
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                changes.append(f"the Optuna study's trial {trial_id} is unknown to Tune (lost with the head): told FAIL")
+        return changes
+
+
+class ResumableSearch(SearchGenerator):
+    """The sweep's search algorithm: Tune's ``SearchGenerator`` over the Optuna searcher (behind a
+    ``ConcurrencyLimiter`` when the sweep limits concurrency), brought in step with Tune's trials on
+    the first step after a restore (:meth:`reconcile`, called by ``callbacks.SearchReconciler``).
+
+    Tune saves its trials (``experiment_state-*.json``) and the search state (``search_gen_state-*``,
+    ``searcher-state-*``) as separate files and uploads them in the background; a head lost during an
+    upload leaves them from different moments. A search state older than the trials crashed the resume
+    (``KeyError`` in ``OptunaSearch.on_trial_result`` for a trial the study never saw: seen in CI, S3
+    storage); one newer would count trials Tune lost, so the sweep ran fewer than ``num_samples`` and a
+    lost trial held a concurrency slot for good. Until reconciled, :meth:`is_finished` is False, so a
+    restored sweep takes its first step (where the callback reconciles) before Tune decides it is done."""
+
+    def __init__(self, searcher: Any) -> None:
+        super().__init__(searcher)
+        self.unreconciled = True
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, unreconciled=True)  # unpickled = restored: reconcile again
+
+    def is_finished(self) -> bool:
+        return not self.unreconciled and super().is_finished()
+
+    def reconcile(self, trials: list[Any]) -> list[str]:
+        """Make the trial counter, the concurrency limiter's live trials and the Optuna study agree with
+        Tune's ``trials`` (``ray.tune.experiment.Trial``: every trial of the sweep). Returns what changed."""
+        changes = []
+        if self._counter != len(trials):
+            changes.append(f"the search counted {self._counter} trials, Tune has {len(trials)}: "
+                           f"{max(0, self._total_samples - len(trials))} left to start")
+            self._counter = len(trials)
+        if isinstance(self.searcher, ConcurrencyLimiter):
+            live = {t.trial_id for t in trials if not t.is_finished()}
+            if self.searcher.live_trials != live:
+                changes.append(f"the concurrency limiter's running trials {sorted(self.searcher.live_trials)} "
+                               f"are now Tune's {sorted(live)}")
+                self.searcher.live_trials, self.searcher.num_unfinished_live_trials = live, len(live)
+        changes += optuna_searcher(self).reconcile(trials)
+        self.unreconciled = False
+        return changes
+
+
+def optuna_searcher(search: Any) -> InfnetOptunaSearch:
+    """The Optuna searcher inside ``search`` (a search algorithm and its wrappers)."""
+    while not isinstance(search, InfnetOptunaSearch):
+        search = search.searcher
+    return search
+
+
+def trial_outcome(result: dict[str, Any] | None, error: bool) -> tuple[optuna.trial.TrialState, float | None]:
+    """Optuna state and value of a trial that ended with last ``result`` (None: none) or ``error``:
+    FAIL on error or a non-finite metric, PRUNED without a final result carrying ``completed=1``
+    (a scheduler stopped it), else COMPLETE with its ``dev_metric``."""
+    states = optuna.trial.TrialState
+    if error:
+        return states.FAIL, None
+    value = (result or {}).get(METRIC)
+    if not result or not result.get("completed") or value is None:
+        return states.PRUNED, None
+    return (states.COMPLETE, float(value)) if math.isfinite(value) else (states.FAIL, None)
 
 
 def make_sampler(name: str, seed: int, startup_trials: int, conditional: bool) -> optuna.samplers.BaseSampler:
@@ -60,6 +170,16 @@ def make_searcher(tune_cfg: Any, space: SearchSpace, study_name: str) -> InfnetO
     return InfnetOptunaSearch(space, metric=METRIC, mode=MODE, sampler=sampler, study_name=study_name, points_to_evaluate=points)
 
 
+def make_search(tune_cfg: Any, space: SearchSpace, study_name: str) -> ResumableSearch:
+    """The sweep's search algorithm: :func:`make_searcher`'s, at most ``tune.max_concurrent`` trials at once."""
+    searcher = make_searcher(tune_cfg, space, study_name)
+    if tune_cfg.max_concurrent is not None:
+        if int(tune_cfg.max_concurrent) < 1:
+            raise ValueError(f"tune.max_concurrent={tune_cfg.max_concurrent}: expected >= 1 or null")
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=int(tune_cfg.max_concurrent))
+    return ResumableSearch(searcher)
+
+
 def make_scheduler(tune_cfg: Any, main_epochs: int) -> ASHAScheduler | None:
     """ASHA on ``dev_metric`` over main-phase epochs (``max_t`` = the epochs after the method's CE
     pretraining; rungs at ``grace_period`` * ``reduction_factor``^k), or None (FIFO: every trial runs
@@ -72,4 +192,4 @@ def make_scheduler(tune_cfg: Any, main_epochs: int) -> ASHAScheduler | None:
                          reduction_factor=float(tune_cfg.asha.reduction_factor))
 
 
-__all__ = ["METRIC", "MODE", "InfnetOptunaSearch", "make_scheduler", "make_searcher"]
+__all__ = ["METRIC", "MODE", "InfnetOptunaSearch", "ResumableSearch", "make_scheduler", "make_search", "make_searcher", "trial_outcome"]
