@@ -139,6 +139,9 @@ def test_a_restored_search_is_not_finished_before_it_is_reconciled(tmp_path: Pat
     new.reconcile(trials[:2])
     assert not new.is_finished() and new.next_trial() is not None and new.is_finished()
 
+    unreached = restored(fresh, tmp_path)  # no callback reconciled it: Tune's next ask ends the wait, never a hang
+    assert not unreached.is_finished() and unreached.next_trial() is None and unreached.is_finished()
+
 
 def test_trial_outcome() -> None:
     assert trial_outcome(None, error=True) == (State.FAIL, None)

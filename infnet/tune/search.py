@@ -110,6 +110,12 @@ class ResumableSearch(SearchGenerator):
     def is_finished(self) -> bool:
         return not self.unreconciled and super().is_finished()
 
+    def next_trial(self) -> Any:
+        if self.unreconciled:  # Tune asks for a trial before the callback reconciled this object: go on as Tune would
+            log.warning("The resumed sweep's search state was not reconciled with its trials (no SearchReconciler on it)")
+            self.unreconciled = False
+        return super().next_trial()
+
     def reconcile(self, trials: list[Any]) -> list[str]:
         """Make the trial counter, the concurrency limiter's live trials and the Optuna study agree with
         Tune's ``trials`` (``ray.tune.experiment.Trial``: every trial of the sweep). Returns what changed."""
