@@ -14,6 +14,7 @@ import pytest
 import ray.cloudpickle as pickle  # how Tune writes tuner.pkl
 from omegaconf import OmegaConf
 from ray.tune.experiment import Experiment, Trial
+from ray.tune.search import ConcurrencyLimiter
 
 from infnet.search_space import load_search_space
 from infnet.tune.search import (
@@ -34,9 +35,9 @@ def trainable(config: dict) -> None:
     """Never run: Tune's Experiment needs a trainable to name."""
 
 
-def new_search(max_concurrent: int | None = 2) -> ResumableSearch:
+def new_search(max_concurrent: int | None = 2, searcher: str = "tpe") -> ResumableSearch:
     """A sweep's search algorithm as ``tuner.pkl`` holds it (before Tune sets it up)."""
-    cfg = OmegaConf.create({"searcher": "tpe", "seed": 0, "startup_trials": 2, "points_to_evaluate": [],
+    cfg = OmegaConf.create({"searcher": searcher, "seed": 0, "startup_trials": 2, "points_to_evaluate": [],
                             "max_concurrent": max_concurrent})
     return make_search(cfg, SPACE, study_name="study")
 
@@ -74,30 +75,34 @@ def study_trials(search: ResumableSearch) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_a_search_state_older_than_the_trials_takes_them_in(tmp_path: Path) -> None:
-    fresh = pickle.dumps(new_search())
+    fresh = pickle.dumps(new_search(searcher="random"))
     search = started(fresh, 4)
     search.reconcile([])  # a fresh sweep's first step changes nothing
     t1, t2 = search.next_trial(), search.next_trial()
     assert search.next_trial() is None  # two at a time
     search.save_to_dir(str(tmp_path), session_str="old")  # the search state the lost head had uploaded
     finish(search, t1, 50.0)
+    t2.set_status(Trial.ERROR)
+    search.on_trial_complete(t2.trial_id, error=True)
     t3 = search.next_trial()
     search.on_trial_result(t3.trial_id, {METRIC: 10.0, "training_iteration": 1})
 
     old = restored(fresh, tmp_path)
     assert old.unreconciled and old._counter == 2
     changes = old.reconcile([t1, t2, t3])
-    assert old._counter == 3 and old.searcher.live_trials == {t2.trial_id, t3.trial_id}
-    assert any(t3.trial_id in c for c in changes) and any(t1.trial_id in c for c in changes)
+    assert old._counter == 3 and old.searcher.live_trials == {t3.trial_id}
+    assert f"the Optuna study did not know trial {t3.trial_id}: taken in with its parameters" in changes
+    assert any(c.startswith(f"trial {t1.trial_id} had ended (TERMINATED)") for c in changes)
+    assert any(c.startswith(f"trial {t2.trial_id} had ended (ERROR)") for c in changes)
     old.on_trial_result(t3.trial_id, {METRIC: 20.0, "training_iteration": 2})  # Ray's OptunaSearch: KeyError
-    old.on_trial_complete(t3.trial_id, {METRIC: 70.0, "completed": 1, "training_iteration": 3})
-    completes = [t for t in study_trials(old) if t.state == State.COMPLETE]
-    assert sorted(t.value for t in completes) == [50.0, 70.0]  # t1 told from Tune's last result, t3 when it ended
-    adopted = next(t for t in completes if t.value == 70.0)
-    assert adopted.params == params_of(t3)  # the parameters the trial ran with, not a new sample
-    assert [t.state for t in study_trials(old)].count(State.RUNNING) == 1  # t2, still running
+    old.on_trial_complete(t3.trial_id, {METRIC: 30.0, "completed": 0, "training_iteration": 2})  # a scheduler stopped it
+    s1, s2, s3 = study_trials(old)
+    assert (s1.state, s1.value, s2.state) == (State.COMPLETE, 50.0, State.FAIL)  # as Tune recorded them
+    assert s3.state == State.PRUNED and s3.intermediate_values == {2: 20.0}  # the taken-in trial, told as any trial
+    assert s3.params == params_of(t3)  # the parameters the trial ran with, not a new sample
     t4 = old.next_trial()
-    assert t4 is not None and old.next_trial() is None and old.is_finished()  # 4 trials, as asked
+    assert params_of(t4) != params_of(t3)  # the restored sampler was reseeded: it does not draw t3 again
+    assert old.next_trial() is None and old.is_finished()  # 4 trials, as asked
 
 
 def test_a_search_state_newer_than_the_trials_replaces_the_lost_ones(tmp_path: Path) -> None:
@@ -118,6 +123,7 @@ def test_a_search_state_newer_than_the_trials_replaces_the_lost_ones(tmp_path: P
     assert lost.state == State.FAIL  # t3 went with the head: Optuna does not wait for it
     assert new.next_trial() is None  # t1 and t2 hold the two slots, no lost trial does
     new.on_trial_complete(t1.trial_id, {METRIC: 55.0, "completed": 1})  # Tune re-runs t1: its second outcome is ignored
+    assert study_trials(new)[0].value == 50.0
     finish(new, t2, 60.0)
     t4, t5 = new.next_trial(), new.next_trial()
     assert t4 is not None and t5 is not None and new.next_trial() is None  # t4 and t5 take t3's place: 4 trials
@@ -151,6 +157,8 @@ def test_trial_outcome() -> None:
     assert trial_outcome({METRIC: math.nan, "completed": 1}, error=False) == (State.FAIL, None)
 
 
-def test_max_concurrent_below_one_is_an_error() -> None:
-    with pytest.raises(ValueError, match="tune.max_concurrent=0"):
-        new_search(max_concurrent=0)
+def test_max_concurrent() -> None:
+    assert new_search(max_concurrent=3).searcher.max_concurrent == 3
+    assert not isinstance(new_search(max_concurrent=0).searcher, ConcurrencyLimiter)  # no limit, as Tune's 0
+    with pytest.raises(ValueError, match="tune.max_concurrent=-1"):
+        new_search(max_concurrent=-1)

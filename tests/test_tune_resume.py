@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.fs
 import pyarrow.parquet as pq
+import ray.cloudpickle as cloudpickle
 from processes import free_port
 from test_tune_sweep import TINY
 
@@ -254,6 +255,14 @@ def saved_trials(path: Path) -> int:
         return 0
 
 
+def readable_pickle(data: bytes) -> bool:
+    try:
+        cloudpickle.loads(data)
+    except Exception:  # cut short: any unpickling error
+        return False
+    return True
+
+
 def test_resume_with_a_search_state_older_than_its_trials(tmp_path: Path) -> None:
     """Tune saves its trials and the search state (Optuna's study, the trial counter, the concurrency limiter)
     as separate files, uploaded in the background: a head lost in between leaves them from different moments
@@ -269,9 +278,11 @@ def test_resume_with_a_search_state_older_than_its_trials(tmp_path: Path) -> Non
             assert time.monotonic() < deadline, "no state with a third trial within 4 minutes"
             search_files = [*path.glob("search_gen_state-*.json"), *path.glob("searcher-state-*.pkl")]
             if not early.exists() and len(search_files) == 2 and 0 < saved_trials(path) <= 2:
-                early.mkdir()
-                for f in search_files:
-                    shutil.copy2(f, early / f.name)
+                copied = {f.name: f.read_bytes() for f in search_files}
+                if all(readable_pickle(data) for data in copied.values()):  # not caught while Tune rewrote one
+                    early.mkdir()
+                    for name, data in copied.items():
+                        (early / name).write_bytes(data)
             time.sleep(0.1)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -281,7 +292,7 @@ def test_resume_with_a_search_state_older_than_its_trials(tmp_path: Path) -> Non
         shutil.copy2(f, path / f.name)
     trials_before = saved_trials(path)
 
-    resumed = tune_cli([f"tune.resume={path}"], tmp_path)
+    resumed = tune_cli([f"tune.resume={path}"], tmp_path, timeout=600)
     summary = last_json(resumed)
     assert summary["num_trials"] == summary["num_completed"] == 4 and summary["num_errored"] == 0, resumed.stderr[-3000:]
     assert f"Resumed sweep: the search counted 2 trials, Tune has {trials_before}" in resumed.stderr

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
+from ray.util import log_once
 
 from infnet.search_space import SearchSpace
 
@@ -38,47 +39,51 @@ class InfnetOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that reports scheduler-stopped trials as PRUNED (see the module docstring) and
     takes in trials Tune knows but its study does not (see :meth:`reconcile`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: trial id -> Optuna params of the unfinished trials taken in by reconcile (told to Optuna when they end)
-        self._adopted: dict[str, dict[str, Any]] = {}
-
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        # an adopted trial has no live Optuna trial to report to; one the study saw end (a search state newer
-        # than the trials Tune resumed) is running again until Tune sees it end: nothing to report either
-        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+        if trial_id not in self._ot_trials:  # a sweep started before reconcile existed, resumed from a stale state
+            if log_once(f"infnet-unknown-trial-{trial_id}"):
+                log.warning("Trial %s is unknown to the Optuna study (its saved state is older than the trials): "
+                            "its results are not told to Optuna", trial_id)
+        elif trial_id not in self._completed_trials:  # else the study saw it end, in a state newer than Tune's
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials:
-            log.warning("Optuna already has the outcome of trial %s; ignoring a second one", trial_id)
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            log.warning("Optuna already has the outcome of trial %s, or never knew it: ignoring this one", trial_id)
             return
         state, value = trial_outcome(result, error)
-        adopted = self.__dict__.get("_adopted", {})  # absent in a searcher pickled before adoption existed
-        if trial_id in adopted:
-            fixed = optuna.trial.FixedTrial(adopted.pop(trial_id))
-            self._space(fixed)  # the define-by-run space gives the distributions of the trial's params
-            self._ot_study.add_trial(optuna.trial.create_trial(state=state, value=value, params=fixed.params,
-                                                               distributions=fixed.distributions))
-        else:
-            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
         self._completed_trials.add(trial_id)
+
+    def adopt(self, trial_id: str, config: dict[str, Any]) -> None:
+        """Add Tune's trial ``trial_id`` to the study as a running trial with the parameters in its ``config``
+        (Optuna-encoded, as suggested), so that its results and outcome are told as any trial's."""
+        fixed = optuna.trial.FixedTrial({n: config[n] for n in self._space.names if n in config})
+        self._space(fixed)  # the define-by-run space gives the distributions of the trial's parameters
+        self._ot_study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=fixed.params,
+                                                           distributions=fixed.distributions))
+        added = self._ot_study.get_trials(deepcopy=False)[-1]
+        self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, added._trial_id)
 
     def reconcile(self, trials: list[Any]) -> list[str]:
         """Bring the study in step with Tune's ``trials`` (``ray.tune.experiment.Trial``), the truth after
-        a restore: a trial the study does not know is taken in with the parameters in its config (told
-        at once when it has finished, else when it ends); a study trial Tune does not know is told FAIL
-        (it was lost with the head); a trial Tune has finished is told its outcome. Returns what changed."""
-        known, changes = {t.trial_id for t in trials}, []
+        a restore: a trial the study does not know is taken in (:meth:`adopt`) and the sampler reseeded (a
+        sampler state older than the trials would otherwise draw the taken-in trials' parameters again); a
+        trial Tune has finished is told its outcome; a study trial Tune does not know is told FAIL (it was
+        lost with the head). Returns what changed."""
+        changes = []
         for trial in trials:
-            if trial.trial_id not in self._ot_trials and trial.trial_id not in self._completed_trials | set(self._adopted):
-                self._adopted[trial.trial_id] = {n: trial.config[n] for n in self._space.names if n in trial.config}
+            if trial.trial_id not in self._ot_trials:
+                self.adopt(trial.trial_id, trial.config)
                 changes.append(f"the Optuna study did not know trial {trial.trial_id}: taken in with its parameters")
+        if changes:
+            self._ot_study.sampler.reseed_rng()
         for trial in trials:
             if trial.is_finished() and trial.trial_id not in self._completed_trials:
                 error = trial.status == trial.ERROR
                 self.on_trial_complete(trial.trial_id, None if error else trial.last_result, error)
-                changes.append(f"trial {trial.trial_id} had ended ({trial.status}): told to the Optuna study")
+                changes.append(f"trial {trial.trial_id} had ended ({trial.status}): its outcome told to the Optuna study")
+        known = {t.trial_id for t in trials}
         for trial_id, ot_trial in self._ot_trials.items():
             if trial_id not in known and trial_id not in self._completed_trials:
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
@@ -177,13 +182,12 @@ def make_searcher(tune_cfg: Any, space: SearchSpace, study_name: str) -> InfnetO
 
 
 def make_search(tune_cfg: Any, space: SearchSpace, study_name: str) -> ResumableSearch:
-    """The sweep's search algorithm: :func:`make_searcher`'s, at most ``tune.max_concurrent`` trials at once."""
-    searcher = make_searcher(tune_cfg, space, study_name)
-    if tune_cfg.max_concurrent is not None:
-        if int(tune_cfg.max_concurrent) < 1:
-            raise ValueError(f"tune.max_concurrent={tune_cfg.max_concurrent}: expected >= 1 or null")
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=int(tune_cfg.max_concurrent))
-    return ResumableSearch(searcher)
+    """The sweep's search algorithm: :func:`make_searcher`'s, at most ``tune.max_concurrent`` trials at once
+    (null or 0: no limit, as Tune's ``max_concurrent_trials``)."""
+    searcher, limit = make_searcher(tune_cfg, space, study_name), tune_cfg.max_concurrent
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"tune.max_concurrent={limit}: expected an integer >= 1, or null for no limit")
+    return ResumableSearch(ConcurrencyLimiter(searcher, max_concurrent=int(limit)) if limit else searcher)
 
 
 def make_scheduler(tune_cfg: Any, main_epochs: int) -> ASHAScheduler | None:
