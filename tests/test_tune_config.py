@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,24 @@ def test_cli_checks_overrides_with_hydra(tmp_path: Path) -> None:
     unknown = cli("search_space=nope")
     assert unknown.returncode != 0 and "search space 'nope' not found" in unknown.stderr and "Traceback" not in unknown.stderr
     assert not list(tmp_path.iterdir())  # nothing written: no outputs/ folder, no store, no results
+
+
+def test_a_sweep_whose_tune_state_is_not_whole_is_not_resumed(tmp_path: Path) -> None:
+    from infnet.tune.search import make_search  # lazy: imports Ray and Optuna
+
+    first = prepare(["tune.name=torn", f"tune.storage_path={tmp_path}"])
+    write_state(first.with_parent("parent123"))
+    folder = tmp_path / "torn"
+    assert prepare([f"tune.resume={folder}"]).resumed  # no Tune state yet (killed before Tune saved one): it starts afresh
+    make_search(first.cfg.tune, first.space, "torn").save_to_dir(str(folder), session_str="2026-12-06_10-00-00")
+    (folder / "experiment_state-2026-12-06_10-00-00.json").write_text(json.dumps({"trial_data": [], "runner_data": {}}))
+    assert prepare([f"tune.resume={folder}"]).resumed  # whole: resumed
+    searcher = next(folder.glob("searcher-state-*.pkl"))
+    whole = searcher.read_bytes()
+    searcher.write_bytes(whole[: len(whole) // 2])  # the head was lost while Tune wrote it
+    with pytest.raises(SweepError, match=rf"Optuna's study is not whole: {searcher.name} does not read back"):
+        prepare([f"tune.resume={folder}"])
+    searcher.write_bytes(whole)
+    next(folder.glob("search_gen_state-*")).unlink()
+    with pytest.raises(SweepError, match=r"the trial counter is not whole: no search_gen_state-\* file"):
+        prepare(["tune.name=torn", f"tune.storage_path={tmp_path}"])  # the same command line resumes it too

@@ -123,6 +123,12 @@ def test_killed_driver_resumes_without_losing_or_duplicating(tmp_path: Path) -> 
     assert len(child_runs(uri, parent_id)) == 4
     assert len(client.search_runs([client.get_experiment_by_name("infnet-sweep").experiment_id], "attributes.run_name = 'killed'")) == 1
 
+    state = max(path.glob("experiment_state-*.json"))  # Tune's state cut short (a head lost while it was written)
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    torn = tune_cli(args, tmp_path)
+    assert torn.returncode == 2 and f"{state.name} does not read back" in torn.stderr, torn.stderr[-2000:]
+    assert len(child_runs(uri, parent_id)) == 4  # not started over
+
 
 def test_embedded_default(tmp_path: Path) -> None:
     proc = tune_cli([], tmp_path, timeout=600)

@@ -117,11 +117,13 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
         stored = read_state(path)
         if stored is None:
             raise SweepError(f"tune.resume={first.tune.resume}: no {STATE_FILE} in {path}: not an infnet sweep")
+        check_tune_state(path)
         return from_state(stored, path, given)
     storage = absolute_storage(str(first.tune.storage_path))
     if first.tune.name:
         path = join(storage, str(first.tune.name))
         if (stored := read_state(path)) is not None:
+            check_tune_state(path)
             return from_state(stored, path, given)
     space = load_search_space(str(first.search_space), check=False)
     try:
@@ -134,6 +136,40 @@ def prepare(overrides: Sequence[str] = (), compose_fn: ComposeFn = default_compo
     OmegaConf.update(cfg, "tune.name", name)
     OmegaConf.update(cfg, "tune.storage_path", storage)
     return Sweep(cfg, space, join(storage, name), resolve_uri(cfg.tracking.uri))
+
+
+#: Tune's state files in a sweep folder, by what they hold; Tune restores the newest of each (by name)
+TUNE_STATE_FILES = {"experiment_state-": "the trials", "search_gen_state-": "the trial counter",
+                    "searcher-state-": "Optuna's study"}
+
+
+def check_tune_state(path: str) -> None:
+    """Raise ``SweepError`` if Tune's saved state in sweep folder ``path`` is there but cannot be restored: a
+    file missing or cut short (a head lost while Tune wrote it, on storage that writes in place, or during
+    its first upload). Tune would log the failure and start the sweep over in the same folder; a sweep with
+    no state yet (killed before Tune first saved it) starts afresh, as it should."""
+    import pyarrow.fs
+    import ray.cloudpickle  # lazy: only a resume pays for importing Ray here
+
+    fs, root = filesystem(path)
+    names = [i.base_name for i in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))]
+    newest = {prefix: max((n for n in names if n.startswith(prefix)), default=None) for prefix in TUNE_STATE_FILES}
+    if newest["experiment_state-"] is None:
+        return
+    for prefix, name in newest.items():
+        problem = f"no {prefix}* file" if name is None else ""
+        if name is not None:
+            with fs.open_input_stream(join(root, name)) as src:
+                data = src.readall()
+            try:
+                json.loads(data) if prefix == "experiment_state-" else ray.cloudpickle.loads(data)
+            except Exception as exc:  # noqa: BLE001 - cut short: any decoding or unpickling error
+                problem = f"{name} does not read back ({type(exc).__name__}: {exc})"
+        if problem:
+            raise SweepError(f"{path}: Tune's saved state of {TUNE_STATE_FILES[prefix]} is not whole: {problem}, likely "
+                             "written when the sweep's head was lost. Tune would start the sweep over; it is not resumed. "
+                             "Its finished trials stay in MLflow (the sweep's parent run) and in their folders; run a "
+                             "new sweep under another tune.name")
 
 
 def from_state(state: dict[str, Any], path: str, given: dict[str, Any] | None = None) -> Sweep:
