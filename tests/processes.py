@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,14 @@ def stop_group(pgid: int, timeout: float = 30) -> None:
             os.killpg(pgid, sig)
 
     terminate(send, lambda: group_alive(pgid), timeout)
+
+
+def lose_head(driver: subprocess.Popen) -> None:
+    """SIGKILL the whole session of ``driver`` (started with ``start_new_session``) at once, as a lost head
+    loses the driver and its Ray runtime together, and reap the driver."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
 
 
 def started_under(proc: Path, temp: str) -> bool:

@@ -11,10 +11,8 @@ with every trial completed exactly once: finished trials kept (same MLflow runs)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
-from processes import free_port, stop_group
+from processes import free_port, lose_head, stop_group
 from test_tune_resume import SMALL, child_runs
 
 from infnet.sweep_layout import read_state
@@ -81,9 +79,7 @@ def test_resume_on_a_new_head_from_s3_with_a_moved_tracking_server(s3_storage: s
                 finished = [r for r in child_runs(old_uri, state["parent_run_id"]) if r.info.status == "FINISHED"]
             time.sleep(0.5)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)  # the head is lost: the driver and its Ray runtime at once
-        driver.wait()
+        lose_head(driver)
     assert finished, "no trial finished before the head was lost"
     before = {r.data.tags["ray_trial_id"]: r.info.run_id for r in finished}
     parent_id = read_state(path)["parent_run_id"]

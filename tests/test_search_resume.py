@@ -42,18 +42,23 @@ def new_search(max_concurrent: int | None = 2, searcher: str = "tpe") -> Resumab
     return make_search(cfg, SPACE, study_name="study")
 
 
-def started(fresh: bytes, num_samples: int) -> ResumableSearch:
-    """A new sweep's search algorithm, set up as ``tune.run`` sets it up."""
+def unpickled(fresh: bytes) -> ResumableSearch:
+    """The search algorithm of ``tuner.pkl``'s bytes ``fresh``, given the metric as ``tune.run`` gives it."""
     search = pickle.loads(fresh)
     search.set_search_properties(METRIC, MODE, {BASE_KEY: {}})
+    return search
+
+
+def started(fresh: bytes, num_samples: int) -> ResumableSearch:
+    """A new sweep's search algorithm, set up as ``tune.run`` sets it up."""
+    search = unpickled(fresh)
     search.add_configurations([Experiment("sweep", trainable, num_samples=num_samples, config={BASE_KEY: {}})])
     return search
 
 
 def restored(fresh: bytes, folder: Path) -> ResumableSearch:
     """What a resuming driver holds: the search unpickled from ``tuner.pkl``, then Tune's saved state loaded."""
-    search = pickle.loads(fresh)
-    search.set_search_properties(METRIC, MODE, {BASE_KEY: {}})
+    search = unpickled(fresh)
     search.restore_from_dir(str(folder))
     return search
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import mlflow
 import pyarrow.fs
 import pyarrow.parquet as pq
-import ray.cloudpickle as cloudpickle
-from processes import free_port
+from processes import free_port, lose_head
 from test_tune_sweep import TINY
 
 from infnet.tune.__main__ import STOPPED_STATUS
 from infnet.tune.checkpoint_fallback import readable
+from infnet.tune.sweep import unreadable
 from infnet.tune.trainable import read_loop_state
 
 SMALL = ["data.n_train=1000", "data.n_dev=200", "data.n_test=200", "trainer.max_epochs=8", "method.pretrain_epochs=4",
@@ -224,9 +224,7 @@ def test_resume_when_the_remembered_checkpoint_is_gone(tmp_path: Path) -> None:
         else:
             raise AssertionError("no trial reached its 3rd checkpoint within 4 minutes")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)  # the head is lost: the driver and its Ray runtime at once
-        driver.wait()
+        lose_head(driver)
     time.sleep(2)
     finished = {r.data.tags["ray_trial_id"] for r in finished_child_runs(uri, path / "infnet_sweep.json")}
     moved = {}  # the trials unfinished when the head was lost: only their newest checkpoint is left, renamed
@@ -261,14 +259,6 @@ def saved_trials(path: Path) -> int:
         return 0
 
 
-def readable_pickle(data: bytes) -> bool:
-    try:
-        cloudpickle.loads(data)
-    except Exception:  # cut short: any unpickling error
-        return False
-    return True
-
-
 def test_resume_with_a_search_state_older_than_its_trials(tmp_path: Path) -> None:
     """Tune saves its trials and the search state (Optuna's study, the trial counter, the concurrency limiter)
     as separate files, uploaded in the background: a head lost in between leaves them from different moments
@@ -285,15 +275,13 @@ def test_resume_with_a_search_state_older_than_its_trials(tmp_path: Path) -> Non
             search_files = [*path.glob("search_gen_state-*.json"), *path.glob("searcher-state-*.pkl")]
             if not early.exists() and len(search_files) == 2 and 0 < saved_trials(path) <= 2:
                 copied = {f.name: f.read_bytes() for f in search_files}
-                if all(readable_pickle(data) for data in copied.values()):  # not caught while Tune rewrote one
+                if not any(unreadable(name, data) for name, data in copied.items()):  # not caught while Tune rewrote one
                     early.mkdir()
                     for name, data in copied.items():
                         (early / name).write_bytes(data)
             time.sleep(0.1)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)  # the head is lost: the driver and its Ray runtime at once
-        driver.wait()
+        lose_head(driver)
     for f in early.iterdir():
         shutil.copy2(f, path / f.name)
     trials_before = saved_trials(path)

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.fs
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
@@ -53,7 +52,7 @@ from infnet.tracking import (
 )
 from infnet.tune.child_runs import ERROR_TAG, TRIAL_TAG, ChildRuns
 from infnet.tune.results import best_row, results_table, trial_rows, trial_status
-from infnet.tune.sweep import Sweep, write_state
+from infnet.tune.sweep import Sweep, newest_tune_state, write_state
 
 if TYPE_CHECKING:
     from infnet.data import MLCDataset, SeqDataset
@@ -190,7 +189,7 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset
         tune.with_parameters(train_trial, data=data, space=sweep.space, settings=settings),
         resources,
     )
-    if has_experiment_state(sweep.path) and tune.Tuner.can_restore(sweep.path):
+    if newest_tune_state(sweep.path)["experiment_state-"] and tune.Tuner.can_restore(sweep.path):
         return tune.Tuner.restore(sweep.path, trainable, resume_errored=bool(t.resume_errored))
     main_epochs = int(sweep.cfg.trainer.max_epochs) - int(sweep.cfg.method.get("pretrain_epochs", 0))
     search = make_search(t, sweep.space, study_name=sweep.name)
@@ -211,13 +210,6 @@ def make_tuner(sweep: Sweep, runs: ChildRuns, pretraining: Any, data: MLCDataset
             failure_config=tune.FailureConfig(max_failures=int(t.max_failures)),
         ),
     )
-
-
-def has_experiment_state(path: str) -> bool:
-    """Whether Tune saved an experiment snapshot (``experiment_state-*.json``) in ``path``."""
-    fs, root = filesystem(path)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-    return any(Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json") for i in infos)
 
 
 def sweep_view(sweep: Sweep, experiment_id: str) -> str:

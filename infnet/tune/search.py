@@ -71,13 +71,12 @@ class InfnetOptunaSearch(OptunaSearch):
         sampler state older than the trials would otherwise draw the taken-in trials' parameters again); a
         trial Tune has finished is told its outcome; a study trial Tune does not know is told FAIL (it was
         lost with the head). Returns what changed."""
-        changes = []
-        for trial in trials:
-            if trial.trial_id not in self._ot_trials:
-                self.adopt(trial.trial_id, trial.config)
-                changes.append(f"the Optuna study did not know trial {trial.trial_id}: taken in with its parameters")
-        if changes:
+        unknown = [t for t in trials if t.trial_id not in self._ot_trials]
+        for trial in unknown:
+            self.adopt(trial.trial_id, trial.config)
+        if unknown:
             self._ot_study.sampler.reseed_rng()
+        changes = [f"the Optuna study did not know trial {t.trial_id}: taken in with its parameters" for t in unknown]
         for trial in trials:
             if trial.is_finished() and trial.trial_id not in self._completed_trials:
                 error = trial.status == trial.ERROR

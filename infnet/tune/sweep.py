@@ -143,28 +143,41 @@ TUNE_STATE_FILES = {"experiment_state-": "the trials", "search_gen_state-": "the
                     "searcher-state-": "Optuna's study"}
 
 
+def newest_tune_state(path: str) -> dict[str, str | None]:
+    """The file name Tune restores for each kind of ``TUNE_STATE_FILES`` in sweep folder ``path`` (None: none)."""
+    import pyarrow.fs
+
+    fs, root = filesystem(path)
+    names = [i.base_name for i in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))]
+    return {prefix: max((n for n in names if n.startswith(prefix)), default=None) for prefix in TUNE_STATE_FILES}
+
+
+def unreadable(name: str, data: bytes) -> str:
+    """Why Tune's state file ``name`` with content ``data`` does not read back (cut short), or '' if it does."""
+    import ray.cloudpickle  # lazy: only a resume pays for importing Ray here
+
+    try:
+        json.loads(data) if name.startswith("experiment_state-") else ray.cloudpickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - cut short: any decoding or unpickling error
+        return f"{name} does not read back ({type(exc).__name__}: {exc})"
+    return ""
+
+
 def check_tune_state(path: str) -> None:
     """Raise ``SweepError`` if Tune's saved state in sweep folder ``path`` is there but cannot be restored: a
     file missing or cut short (a head lost while Tune wrote it, on storage that writes in place, or during
     its first upload). Tune would log the failure and start the sweep over in the same folder; a sweep with
     no state yet (killed before Tune first saved it) starts afresh, as it should."""
-    import pyarrow.fs
-    import ray.cloudpickle  # lazy: only a resume pays for importing Ray here
-
-    fs, root = filesystem(path)
-    names = [i.base_name for i in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))]
-    newest = {prefix: max((n for n in names if n.startswith(prefix)), default=None) for prefix in TUNE_STATE_FILES}
+    newest = newest_tune_state(path)
     if newest["experiment_state-"] is None:
         return
+    fs, root = filesystem(path)
     for prefix, name in newest.items():
-        problem = f"no {prefix}* file" if name is None else ""
-        if name is not None:
+        if name is None:
+            problem = f"no {prefix}* file"
+        else:
             with fs.open_input_stream(join(root, name)) as src:
-                data = src.readall()
-            try:
-                json.loads(data) if prefix == "experiment_state-" else ray.cloudpickle.loads(data)
-            except Exception as exc:  # noqa: BLE001 - cut short: any decoding or unpickling error
-                problem = f"{name} does not read back ({type(exc).__name__}: {exc})"
+                problem = unreadable(name, src.readall())
         if problem:
             raise SweepError(f"{path}: Tune's saved state of {TUNE_STATE_FILES[prefix]} is not whole: {problem}, likely "
                              "written when the sweep's head was lost. Tune would start the sweep over; it is not resumed. "
